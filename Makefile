@@ -1,0 +1,47 @@
+# LLMOS for Jupyter. Two commands a newcomer needs: `make lab` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU build of torch: a bare `torch` requirement in a fresh venv pulls a multi-GB CUDA
+# build. Override on a GPU machine: `make TORCH_SPEC=torch test`.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+export LLMOS_HOME ?= $(HOME)/.llmos
+
+.PHONY: install lab test lint test-fast bench gpu-check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: install
+	$(BIN)/llmos pull smollm2-135m-instruct
+	$(BIN)/jupyter lab notebooks/
+
+lint: install
+	$(BIN)/ruff check .
+
+# Every test: kernels under the Triton interpreter, the real default model, notebooks.
+test: install lint
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/bench_decode.py
+
+# On a machine with an NVIDIA GPU: compiled Triton tests (bf16) + kernel benchmarks.
+gpu-check: install
+	$(BIN)/python kernels/benchmarks/run_all.py --out kernels/benchmarks/results
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

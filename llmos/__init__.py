@@ -1,0 +1,37 @@
+"""LLMOS public face: `import llmos` and `%load_ext llmos`.
+
+Only re-exports live here; the implementation is `llmos_jupyter`. The API is resolved on
+first attribute access, so `%load_ext llmos` stays instant (no torch import).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmos_jupyter import __version__
+from llmos_jupyter.magics import load_ipython_extension, unload_ipython_extension
+
+_API_NAMES = [
+    "pull", "import_model", "list_models", "show", "rm", "cp", "create", "load", "unload",
+    "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
+    "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
+]
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", "widgets",
+           *_API_NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API_NAMES:
+        from llmos_jupyter import api
+
+        return getattr(api, name)
+    if name == "widgets":
+        from llmos_jupyter import widgets
+
+        return widgets
+    raise AttributeError(f"module 'llmos' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

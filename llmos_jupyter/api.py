@@ -1,0 +1,167 @@
+"""The one public, in-process API of LLMOS. `import llmos` re-exports it.
+
+Every interface (magics, CLI, widgets, server) calls these functions and nothing below
+them. Models: pull / import_model / list_models / show / rm / cp / create / load / ps.
+Data: `datasets`. Tasks: `tasks`, `run`. History: `runs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llmos_jupyter.errors import ConfigError, LLMOSError
+from llmos_jupyter.runtime.cache import MODELS
+from llmos_jupyter.runtime.current import get_current, set_current
+from llmos_jupyter.runtime.loaded_model import LoadedModel
+from llmos_jupyter.runtime.namespaces import DatasetsAPI, RunsAPI, TasksAPI
+from llmos_jupyter.runtime.services import services
+from llmos_jupyter.runtime.task_runs import RunHandle, TaskResult, start_run
+
+__all__ = [
+    "pull", "import_model", "list_models", "show", "rm", "cp", "create", "load", "unload",
+    "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
+    "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
+]
+
+Progress = Callable[[int, int, str], None]
+
+
+# ------------------------------------------------------------------ models
+def pull(name: str, progress: bool | Progress = True) -> dict[str, Any]:
+    """Download a model into the store (checksum-verified, converted once). Returns its record.
+
+    progress: True for a progress bar (a widget in notebooks, text in terminals), False for
+    none, or a callback (done, total, stage). Raises NotFoundError for unknown names.
+    """
+    from llmos_jupyter.runtime.progress import progress_callback
+
+    with progress_callback(progress, f"pull {name}") as cb:
+        return services().models.pull(name, progress=cb).to_dict()
+
+
+def import_model(name: str, path: str | Path) -> dict[str, Any]:
+    """Import a local GGUF file, Hugging Face directory or native directory under `name`."""
+    return services().models.import_model(name, Path(path)).to_dict()
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every model and preset in the store, as dicts with stable keys."""
+    return [r.to_dict() for r in services().models.list()]
+
+
+def show(name: str) -> dict[str, Any]:
+    """Architecture, parameters, quantization, context, size, tokenizer, template, source."""
+    return services().models.show(name)
+
+
+def rm(name: str) -> None:
+    """Remove a model or preset from the store (and from memory)."""
+    MODELS.unload(name)
+    services().models.remove(name)
+
+
+def cp(src: str, dst: str) -> dict[str, Any]:
+    """Copy a model or preset under a new name."""
+    return services().models.copy(src, dst).to_dict()
+
+
+def create(
+    name: str, base: str, system: str | None = None, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A preset: `base`'s weights with its own system prompt and sampling defaults."""
+    return services().models.create_preset(name, base, system=system, params=params).to_dict()
+
+
+def _auto_pull(name: str) -> None:
+    """Load implies pull for a pullable model not yet in the store (as `ollama run` does)."""
+    from llmos_jupyter.store.sources import SOURCES
+
+    s = services()
+    if name in SOURCES and name not in {r.name for r in s.models.list()}:
+        pull(name)
+
+
+def load(name: str | None = None, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load a model (or preset) into memory and make it the current model.
+
+    device: "cpu", "cuda" or "auto" (CUDA when present). dtype: "float32", "bfloat16",
+    "float16", "int8", "int4", or "auto" (the fastest mode on that device whose greedy
+    outputs equal float32's). Raises NotFoundError, ConfigError, CheckpointError.
+    """
+    from llmos_jupyter.store.sources import DEFAULT_MODEL
+
+    name = name or DEFAULT_MODEL
+    _auto_pull(name)
+    model = MODELS.get(services(), name, device=device, dtype=dtype)
+    set_current(model)
+    return model
+
+
+def unload(name: str | None = None) -> list[str]:
+    """Free a loaded model (or all of them); returns the names unloaded."""
+    cur = get_current()
+    if cur is not None and (name is None or cur.name == name):
+        set_current(None)
+    return MODELS.unload(name)
+
+
+def ps() -> list[dict[str, Any]]:
+    """Models loaded in this process."""
+    return MODELS.list()
+
+
+def current_model() -> LoadedModel:
+    """The current model (the last one loaded), loading the default model if none is."""
+    return get_current() or load()
+
+
+def _model(model: str | LoadedModel | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if model is None:
+        return current_model()
+    if not isinstance(model, str):
+        raise ConfigError(f"model must be a name or a loaded model, got {type(model).__name__}")
+    return load(model)
+
+
+def generate(prompt: str, model: str | LoadedModel | None = None, **params: Any):
+    """Continue `prompt` with `model` (default: the current model). See LoadedModel.generate."""
+    return _model(model).generate(prompt, **params)
+
+
+def chat(messages: list[dict[str, Any]], model: str | LoadedModel | None = None, **params: Any):
+    """Answer a conversation with `model` (default: the current model)."""
+    return _model(model).chat(messages, **params)
+
+
+# ------------------------------------------------------------------ tasks
+def run(
+    task: str,
+    *,
+    model: str | LoadedModel | None = None,
+    data: str | None = None,
+    map: dict[str, str] | None = None,  # noqa: A002 - the documented keyword
+    limit: int | None = None,
+    params: dict[str, Any] | None = None,
+    background: bool | None = None,
+    **inputs: Any,
+) -> TaskResult | RunHandle:
+    """Run a task, recorded as a run in the store.
+
+    With inputs (`llmos.run("summarize", text="...")`) returns a TaskResult (`.output`,
+    `.run_id`). With `data=` (a dataset name, `map` from task inputs to its columns)
+    returns a RunHandle running in the background (`.wait()`, `.progress`, `.cancel()`,
+    `.results()`, `.to_pandas()`); background=False runs it in the calling thread.
+    """
+    return start_run(
+        services(), task, model=model, resolve_model=_model, data=data, mapping=map,
+        limit=limit, params=params, background=background, inputs=inputs,
+    )
+
+
+datasets = DatasetsAPI(services)
+tasks = TasksAPI(services)
+runs = RunsAPI(services, _model)

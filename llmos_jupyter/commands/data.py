@@ -1,0 +1,90 @@
+"""Handlers of `data` verbs: add, list, show, stats, rm, export, prep, tokenize."""
+
+from __future__ import annotations
+
+import argparse
+
+from llmos_jupyter import api
+from llmos_jupyter.commands.output import Message, Output, Record, Table
+from llmos_jupyter.commands.table import CommandError, Context
+
+DATA_COLUMNS = ["name", "rows", "columns", "format", "sha256", "created_at"]
+
+
+def _row(d: dict) -> dict:
+    return {**d, "sha256": (d.get("sha256") or "")[:12]}
+
+
+def add(args: argparse.Namespace, ctx: Context) -> Output:
+    ds = api.datasets.add(args.name, args.path, format=args.format)
+    return Record(ds.record.to_dict(), title=f"added dataset {args.name}", value=ds)
+
+
+def list_datasets(args: argparse.Namespace, ctx: Context) -> Output:
+    rows = api.datasets.list()
+    if args.json:
+        return Table(rows, DATA_COLUMNS)
+    return Table([_row(d) for d in rows], DATA_COLUMNS, title="datasets",
+                 empty="no datasets yet; try `llmos data add NAME FILE`")
+
+
+def show(args: argparse.Namespace, ctx: Context) -> Output:
+    ds = api.datasets.get(args.name)
+    info = ds.record.to_dict()
+    if args.head:
+        info["head"] = ds.head(args.head)
+    if args.json or not ctx.notebook:
+        return Record(info, title=args.name, value=ds)
+    head = info.pop("head", [])
+    cols = list(head[0]) if head else []
+    return _Both(Record(info, title=args.name, value=ds), Table(head, cols, title="first rows"))
+
+
+class _Both(Record):
+    """A record followed by a table (dataset details, then its first rows)."""
+
+    def __init__(self, record: Record, table: Table):
+        super().__init__(record.data, record.title, record.value)
+        self.table = table
+
+    def text(self) -> str:
+        return super().text() + "\n\n" + self.table.text()
+
+    __repr__ = text
+
+    def _repr_html_(self) -> str:
+        return super()._repr_html_() + self.table._repr_html_()
+
+
+def stats(args: argparse.Namespace, ctx: Context) -> Output:
+    return Record(api.datasets.get(args.name).stats(model=args.model), title=f"{args.name} stats")
+
+
+def rm(args: argparse.Namespace, ctx: Context) -> Output:
+    api.datasets.rm(args.name)
+    return Message(f"removed dataset {args.name}")
+
+
+def export(args: argparse.Namespace, ctx: Context) -> Output:
+    path = api.datasets.export(args.name, args.path)
+    return Message(f"wrote {path}")
+
+
+def prep(args: argparse.Namespace, ctx: Context) -> Output:
+    split = {}
+    for k, v in args.split:
+        try:
+            split[k] = float(v)
+        except ValueError:
+            raise CommandError(f"--split {k}={v}: the fraction must be a number like 0.1") from None
+    report = api.datasets.prep(
+        args.src, args.dst, dedupe=args.dedupe, min_chars=args.min_chars,
+        max_chars=args.max_chars, strip=args.strip, text_field=args.text_field,
+        split=split or None, seed=args.seed,
+    )
+    return Record(report, title=f"prepared {args.src} -> {args.dst}")
+
+
+def tokenize(args: argparse.Namespace, ctx: Context) -> Output:
+    info = api.datasets.tokenize(args.name, args.model, text_field=args.text_field)
+    return Record(info, title=f"tokenized {args.name}")

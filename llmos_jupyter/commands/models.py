@@ -1,0 +1,105 @@
+"""Handlers of the model verbs: pull, list, show, rm, cp, import, create, ps, run MODEL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from llmos_jupyter import api
+from llmos_jupyter.commands.output import Message, Output, Record, Table
+from llmos_jupyter.commands.table import CommandError, Context
+
+MODEL_COLUMNS = ["name", "kind", "arch", "params", "quantization", "size", "created_at"]
+SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
+            "stop", "seed")
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+def _model_row(d: dict) -> dict:
+    return {**d, "size": human_bytes(d.get("size_bytes"))}
+
+
+def sampling_args(args: argparse.Namespace) -> dict:
+    """The sampling options given on the command line (unset ones left out)."""
+    return {k: getattr(args, k) for k in SAMPLING if getattr(args, k, None) is not None}
+
+
+def pull(args: argparse.Namespace, ctx: Context) -> Output:
+    rec = api.pull(args.name, progress=ctx.progress and not args.json)
+    return Record(rec, title=f"pulled {args.name}")
+
+
+def list_models(args: argparse.Namespace, ctx: Context) -> Output:
+    rows = [_model_row(d) for d in api.list_models()]
+    return Table(rows, MODEL_COLUMNS, title="models",
+                 empty="no models yet; try `llmos pull smollm2-135m-instruct`")
+
+
+def show(args: argparse.Namespace, ctx: Context) -> Output:
+    return Record(api.show(args.name), title=args.name)
+
+
+def rm(args: argparse.Namespace, ctx: Context) -> Output:
+    api.rm(args.name)
+    return Message(f"removed {args.name}")
+
+
+def cp(args: argparse.Namespace, ctx: Context) -> Output:
+    api.cp(args.src, args.dst)
+    return Message(f"copied {args.src} to {args.dst}")
+
+
+def import_model(args: argparse.Namespace, ctx: Context) -> Output:
+    return Record(api.import_model(args.name, args.path), title=f"imported {args.name}")
+
+
+def _param_value(text: str):
+    """Preset parameter values are JSON when they parse as JSON (numbers, lists), else text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def create(args: argparse.Namespace, ctx: Context) -> Output:
+    params = {k: _param_value(v) for k, v in args.param}
+    rec = api.create(args.name, args.base, system=args.system, params=params or None)
+    return Record(rec, title=f"created {args.name}")
+
+
+def ps(args: argparse.Namespace, ctx: Context) -> Output:
+    rows = [{**r, "size": human_bytes(r["size_bytes"])} for r in api.ps()]
+    return Table(rows, ["name", "mode", "device", "size", "load_seconds"], title="loaded",
+                 empty="no model loaded in this process")
+
+
+def run_model(args: argparse.Namespace, ctx: Context) -> Output:
+    """`run MODEL "PROMPT"`: generate, streaming the text unless --json."""
+    if args.data or args.input or getattr(args, "with_", None):
+        raise CommandError(
+            f"{args.name!r} was given a prompt; --input/--with/--data are for tasks: "
+            f"`llmos run TASK --input key=value`"
+        )
+    model = api.load(args.name)
+    params = sampling_args(args)
+    if args.json:
+        c = model.generate(args.prompt, **params)
+        return Record(_completion_dict(args.name, c), value=c)
+    c = model.generate(args.prompt, on_piece=lambda _i, piece: ctx.write(piece), **params)
+    ctx.write("\n")
+    return Message("", value=c)
+
+
+def _completion_dict(model: str, c) -> dict:
+    return {"model": model, "text": c.text, "finish_reason": c.finish_reason,
+            "usage": c.usage, "timings": c.timings}

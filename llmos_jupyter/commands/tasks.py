@@ -1,0 +1,122 @@
+"""Handlers of `task` and `runs` verbs, and of `run` (a model with a prompt, or a task)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from llmos_jupyter import api
+from llmos_jupyter.commands.models import run_model, sampling_args
+from llmos_jupyter.commands.output import Message, Output, Record, Table
+from llmos_jupyter.commands.table import CommandError, Context
+
+RUN_COLUMNS = ["id", "task", "model", "status", "progress", "dataset", "created_at"]
+
+
+def list_tasks(args: argparse.Namespace, ctx: Context) -> Output:
+    return Table(api.tasks.list(), ["name", "inputs", "output", "builtin", "description"],
+                 title="tasks")
+
+
+def show(args: argparse.Namespace, ctx: Context) -> Output:
+    spec = api.tasks.get(args.name)
+    if args.json:
+        return Record(spec.to_dict(), value=spec)
+    return Message(spec.to_yaml().rstrip(), value=spec)
+
+
+def add(args: argparse.Namespace, ctx: Context) -> Output:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CommandError(f"task add: no file {args.file!r}; give a YAML file with -f")
+    spec = api.tasks.add(args.name, path.read_text(encoding="utf-8"))
+    return Record(spec.to_dict(), title=f"task {args.name} saved", value=spec)
+
+
+def rm(args: argparse.Namespace, ctx: Context) -> Output:
+    api.tasks.rm(args.name)
+    return Message(f"removed task {args.name}")
+
+
+def _inputs(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """--input key=text, and in a notebook --with key=EXPR evaluated in its namespace."""
+    inputs: dict[str, Any] = dict(args.input)
+    for key, expr in getattr(args, "with_", []) or []:
+        try:
+            inputs[key] = eval(expr, ctx.namespace or {})  # the user's own notebook code
+        except Exception as e:
+            raise CommandError(f"--with {key}={expr}: {type(e).__name__}: {e}") from None
+    return inputs
+
+
+def task_run(args: argparse.Namespace, ctx: Context) -> Output:
+    """Run a task on inputs (waits) or over a dataset (progress bar; waits in the CLI)."""
+    params = sampling_args(args) or None
+    inputs = _inputs(args, ctx)
+    mapping = dict(args.map) or None
+    if not args.data:
+        r = api.run(args.name, model=args.model, params=params, **inputs)
+        data = {"run_id": r.run_id, "status": r.status, "output": r.output}
+        if r.error:
+            data.update(error=r.error, raw_text=r.raw_text)
+        return Record(data, title=f"task {args.name}", value=r)
+    progress = _progress_bar(args.name) if ctx.progress and not args.json else None
+    handle = api.run(args.name, model=args.model, data=args.data, map=mapping, limit=args.limit,
+                     params=params, background=ctx.notebook, **inputs)
+    if not ctx.notebook:
+        handle.wait()
+    if progress:
+        progress(handle)
+    return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
+
+
+def _progress_bar(desc: str):
+    """Draw the final state of a run as a bar (a live bar belongs to the dashboard)."""
+    def draw(handle: Any) -> None:
+        from tqdm.auto import tqdm
+
+        rec = handle.record()
+        with tqdm(total=rec.total, desc=f"{desc} {rec.id}", initial=rec.done) as bar:
+            bar.refresh()
+    return draw
+
+
+def run(args: argparse.Namespace, ctx: Context) -> Output:
+    """`run NAME [PROMPT]`: a model with a prompt, else a task."""
+    if args.prompt is not None:
+        return run_model(args, ctx)
+    return task_run(args, ctx)
+
+
+def runs_list(args: argparse.Namespace, ctx: Context) -> Output:
+    rows = api.runs.list(limit=args.limit, status=args.status)
+    if not args.json:
+        rows = [{**r, "progress": "{done}/{total}".format(**r["progress"])} for r in rows]
+    return Table(rows, RUN_COLUMNS, title="runs", empty="no runs yet")
+
+
+def runs_show(args: argparse.Namespace, ctx: Context) -> Output:
+    handle = api.runs.get(args.id)
+    info = handle.to_dict()
+    info["items"] = [
+        {k: it[k] for k in ("idx", "status", "output", "error")}
+        for it in handle.results()[: args.items]
+    ]
+    return Record(info, title=f"run {handle.id}", value=handle)
+
+
+def runs_cancel(args: argparse.Namespace, ctx: Context) -> Output:
+    handle = api.runs.cancel(args.id)
+    return Message(f"cancel requested for run {handle.id} ({handle.status})")
+
+
+def runs_resume(args: argparse.Namespace, ctx: Context) -> Output:
+    handle = api.runs.resume(args.id, background=ctx.notebook)
+    if not ctx.notebook:
+        handle.wait()
+    return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
+
+
+def runs_export(args: argparse.Namespace, ctx: Context) -> Output:
+    return Message(f"wrote {api.runs.export(args.id, args.path)}")

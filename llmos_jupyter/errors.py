@@ -1,0 +1,57 @@
+"""Exception types of LLMOS.
+
+Every error a user can cause is one of these, with a message that names the input and
+says what to do. Interfaces (CLI, magics) print the message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class LLMOSError(Exception):
+    """Base class of every error LLMOS raises on purpose."""
+
+
+class NotFoundError(LLMOSError, KeyError):
+    """A named thing (model, dataset, task, run) is not in the store."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str] = ()):
+        self.kind, self.name = kind, name
+        msg = f"unknown {kind} {name!r}"
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+        if close:
+            msg += f"; did you mean {', '.join(repr(c) for c in close)}?"
+        else:
+            msg += f"; see `llmos {'list' if kind == 'model' else kind + ' list'}`"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class ConfigError(LLMOSError, ValueError):
+    """A bad option value: dtype, device, sampling parameter, config field."""
+
+
+class CheckpointError(LLMOSError, ValueError):
+    """A checkpoint file is corrupt, truncated, or of an unsupported kind."""
+
+
+class PromptError(LLMOSError, ValueError):
+    """A prompt is empty or does not fit the model's context."""
+
+
+class SpecError(LLMOSError, ValueError):
+    """A task spec (YAML) is malformed: the message names the line and field."""
+
+
+class DataError(LLMOSError, ValueError):
+    """A dataset source is malformed: the message names the row."""
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """Return ' (did you mean X?)' for the closest known name, or ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""

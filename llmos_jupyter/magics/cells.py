@@ -1,0 +1,134 @@
+"""Cell verbs: `%%llmos generate`, `%%llmos chat`, `%%llmos task NAME`.
+
+The cell body is the prompt (or the task's YAML). `{var}` in a prompt is filled from the
+notebook's variables — names only, nothing else of Python — and `{{`/`}}` are braces.
+Text streams into the cell output as it is generated; Ctrl-C / interrupt keeps the
+partial text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from llmos_jupyter.commands.table import CommandError, _add_sampling, _HelpShown, _Parser
+
+CELL_VERBS = ("generate", "chat", "task")
+
+
+def _cell_parser() -> argparse.ArgumentParser:
+    root = _Parser(prog="%%llmos", description="cell verbs: generate, chat, task NAME")
+    subs = root.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for verb in ("generate", "chat"):
+        p = subs.add_parser(verb, help=f"{verb} with the cell body as the prompt")
+        p.add_argument("--model", "-m", help="model (default: the notebook's current model)")
+        p.add_argument("-o", "--out", dest="out", metavar="VAR", help="store the result in VAR")
+        p.add_argument("--no-stream", action="store_true", help="print the text at the end")
+        _add_sampling(p)
+        if verb == "chat":
+            p.add_argument("--reset", action="store_true", help="start a new conversation")
+            p.add_argument("--system", help="system prompt for a new conversation")
+    p = subs.add_parser("task", help="define or update task NAME from the cell's YAML")
+    p.add_argument("name")
+    return root
+
+
+def fill_variables(body: str, namespace: dict[str, Any]) -> str:
+    """Replace `{name}` with str(namespace[name]); unknown names are a UsageError."""
+    from llmos_jupyter.store.taskspec import render_template, template_fields
+
+    try:
+        names = template_fields(body)
+    except ValueError as e:
+        raise UsageError(f"%%llmos: {e}\nUse {{{{ and }}}} for literal braces.") from None
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise UsageError(
+            f"%%llmos: {{{missing[0]}}} names no notebook variable; define it first "
+            f"or write {{{{{missing[0]}}}}} for literal braces"
+        )
+    return render_template(body, {n: str(namespace[n]) for n in names})
+
+
+def run_cell(magics: Any, argv: list[str], cell: str) -> Any:
+    """Parse the cell line and run its verb."""
+    try:
+        args = _cell_parser().parse_args(argv)
+    except _HelpShown as h:
+        print(h.text)
+        return None
+    except CommandError as e:
+        raise UsageError(str(e)) from None
+    if args.verb is None:
+        raise UsageError("%%llmos needs a cell verb: generate, chat or task NAME")
+    if args.verb == "task":
+        return _task(args, cell)
+    return _generate(magics, args, cell)
+
+
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    from llmos_jupyter.commands.models import sampling_args
+
+    return sampling_args(args)
+
+
+def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
+    from llmos_jupyter import api
+
+    ns = magics.shell.user_ns
+    model = api.load(args.model) if args.model else api.current_model()
+    text = fill_variables(cell.strip("\n"), ns)
+    pieces: list[str] = []
+
+    def on_piece(_row: int, piece: str) -> None:
+        pieces.append(piece)
+        if not args.no_stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+    if args.verb == "chat":
+        if args.reset:
+            magics.conversation.clear()
+        if args.system and not magics.conversation:
+            magics.conversation.append({"role": "system", "content": args.system})
+        messages = [*magics.conversation, {"role": "user", "content": text}]
+        run = lambda: model.chat(messages, on_piece=on_piece, **_sampling(args))
+    else:
+        run = lambda: model.generate(text, on_piece=on_piece, **_sampling(args))
+    try:
+        result = run()
+    except KeyboardInterrupt:
+        result = _partial(model, pieces)
+        sys.stdout.write("\n[interrupted: partial text kept]")
+    if args.verb == "chat":
+        magics.conversation[:] = [*messages, {"role": "assistant", "content": result.text}]
+    if args.no_stream:
+        sys.stdout.write(result.text)
+    sys.stdout.write("\n")
+    if args.out:
+        ns[args.out] = result
+    return None
+
+
+def _partial(model: Any, pieces: list[str]) -> Any:
+    """A result standing for generation stopped by an interrupt."""
+    from llmos_jupyter.engine import GenerationResult
+
+    text = "".join(pieces)
+    ids = model.tokenizer.encode(text)
+    return GenerationResult(
+        text=text, token_ids=ids, finish_reason="cancelled",
+        usage={"prompt_tokens": 0, "completion_tokens": len(ids), "total_tokens": len(ids)},
+        timings={},
+    )
+
+
+def _task(args: argparse.Namespace, cell: str) -> Any:
+    from llmos_jupyter import api
+    from llmos_jupyter.commands.output import Record
+
+    spec = api.tasks.add(args.name, cell)
+    return Record(spec.to_dict(), title=f"task {args.name} (validated)", value=spec)

@@ -1,0 +1,180 @@
+"""The attention backend switch: the ONE place that decides how attention is computed.
+
+The model calls only `prefill(q, k, v)` and `decode(q, k_cache, v_cache, cache_seqlens)`;
+which implementation runs is chosen here, in this order:
+  1. `set_backend(name)` / `with use_backend(name):` (process-wide),
+  2. the environment variable LLMOS_ATTENTION,
+  3. the default for the tensors' device (`DEFAULTS`, falling back to "sdpa").
+
+Backends:
+  reference  plain math — softmax(Q K^T / sqrt(D)) V with masks, GQA by repeating K/V.
+             Slow; kept so a reader can check the fast paths against the formula.
+  sdpa       torch's F.scaled_dot_product_attention (flash / fused kernels on CPU and CUDA).
+
+Adding a backend (e.g. Triton kernels from llmos_kernels) is one `register_backend` call:
+
+    def _triton_prefill(q, k, v):
+        from llmos_kernels import attention
+        return attention(q, k, v, causal=True)
+    def _triton_decode(q, k_cache, v_cache, cache_seqlens):
+        from llmos_kernels import decode_attention
+        return decode_attention(q, k_cache, v_cache, cache_seqlens)
+    register_backend("triton", _triton_prefill, _triton_decode)
+    DEFAULTS["cuda"] = "triton"
+
+Shapes (all backends):
+  prefill: q [B, Hq, T, D], k/v [B, Hkv, T, D], causal  -> [B, Hq, T, D]
+  decode:  q [B, Hq, D], caches [B, Hkv, S_max, D], cache_seqlens [B] (attend to the first
+           cache_seqlens[b] positions of row b)  -> [B, Hq, D]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from llmos_jupyter.errors import ConfigError, suggest
+
+ENV_VAR = "LLMOS_ATTENTION"
+
+PrefillFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+DecodeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    prefill: PrefillFn
+    decode: DecodeFn
+
+
+_BACKENDS: dict[str, Backend] = {}
+# Default backend per device type; the lead points "cuda" at "triton" once it is registered.
+DEFAULTS: dict[str, str] = {"cpu": "sdpa", "cuda": "sdpa"}
+_selected: str | None = None
+
+
+def register_backend(name: str, prefill: PrefillFn, decode: DecodeFn) -> None:
+    """Make a backend selectable by `name` (replaces one of the same name)."""
+    _BACKENDS[name] = Backend(name, prefill, decode)
+
+
+def available_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def _check(name: str) -> str:
+    if name not in _BACKENDS:
+        raise ConfigError(
+            f"unknown attention backend {name!r}{suggest(name, _BACKENDS)}; "
+            f"choose one of {available_backends()}"
+        )
+    return name
+
+
+def set_backend(name: str | None) -> None:
+    """Select the backend for the whole process; None returns to env/default selection."""
+    global _selected
+    _selected = None if name is None else _check(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run a block with backend `name`, restoring the previous choice afterwards."""
+    global _selected
+    previous, _selected = _selected, _check(name)
+    try:
+        yield
+    finally:
+        _selected = previous
+
+
+def get_backend(device: torch.device | str = "cpu") -> str:
+    """Name of the backend that runs for tensors on `device`."""
+    if _selected is not None:
+        return _selected
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return _check(env)
+    name = DEFAULTS.get(torch.device(device).type, "sdpa")
+    return name if name in _BACKENDS else "sdpa"
+
+
+def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention over a whole block: q [B,Hq,T,D], k/v [B,Hkv,T,D] -> [B,Hq,T,D]."""
+    return _BACKENDS[get_backend(q.device)].prefill(q, k, v)
+
+
+def decode(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor
+) -> torch.Tensor:
+    """One query per sequence over its cache prefix: q [B,Hq,D] -> [B,Hq,D]."""
+    return _BACKENDS[get_backend(q.device)].decode(q, k_cache, v_cache, cache_seqlens)
+
+
+# --- reference: the formula, nothing clever -------------------------------------------
+
+
+def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    # (B, Hkv, S, D) -> (B, Hkv * n_rep, S, D); query head h reads KV head h // n_rep.
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+def _reference_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    T, D = q.shape[-2], q.shape[-1]
+    n_rep = q.shape[1] // k.shape[1]
+    k, v = _repeat_kv(k, n_rep), _repeat_kv(v, n_rep)
+    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D)  # (B, Hq, T, T)
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    scores = scores.masked_fill(~causal, float("-inf"))
+    return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
+
+
+def _reference_decode(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor
+) -> torch.Tensor:
+    D, S = q.shape[-1], k_cache.shape[2]
+    n_rep = q.shape[1] // k_cache.shape[1]
+    k, v = _repeat_kv(k_cache, n_rep).float(), _repeat_kv(v_cache, n_rep).float()
+    scores = (q.float().unsqueeze(2) @ k.transpose(-1, -2)).squeeze(2) / math.sqrt(D)  # (B,Hq,S)
+    valid = torch.arange(S, device=q.device) < cache_seqlens[:, None]  # (B, S)
+    scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
+    out = (scores.softmax(dim=-1).unsqueeze(2) @ v).squeeze(2)  # (B, Hq, D)
+    return out.to(q.dtype)
+
+
+# --- sdpa: torch's fused kernels ------------------------------------------------------
+
+
+def _sdpa_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return F.scaled_dot_product_attention(
+        q, k, v, is_causal=True, enable_gqa=q.shape[1] != k.shape[1]
+    )
+
+
+def _sdpa_decode(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor
+) -> torch.Tensor:
+    B, Hq, D = q.shape
+    Hkv = k_cache.shape[1]
+    # Only the filled prefix: one host sync for the length (free on CPU).
+    L = int(cache_seqlens.max())
+    k, v = k_cache[:, :, :L], v_cache[:, :, :L]  # (B, Hkv, L, D) views
+    # GQA without repeating K/V: the n_rep query heads sharing a KV head become that
+    # head's n_rep "query positions" (head h = kv * n_rep + r, as in _repeat_kv).
+    qg = q.view(B, Hkv, Hq // Hkv, D)  # (B, Hkv, n_rep, D)
+    mask = None
+    if B > 1:  # rows shorter than L must not see the tail of the buffer
+        mask = (torch.arange(L, device=q.device) < cache_seqlens[:, None])[:, None, None, :]
+    out = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask)  # (B, Hkv, n_rep, D)
+    return out.view(B, Hq, D)
+
+
+register_backend("reference", _reference_prefill, _reference_decode)
+register_backend("sdpa", _sdpa_prefill, _sdpa_decode)

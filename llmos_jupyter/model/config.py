@@ -1,0 +1,113 @@
+"""ModelConfig: every shape and switch of our one decoder-only Transformer.
+
+One dataclass drives both families we run: the Llama family (RMSNorm, RoPE, SwiGLU,
+grouped-query attention, optional q/k/v bias as in Qwen2) and GPT-2 (LayerNorm, learned
+positions, GELU, fused qkv with bias). Named configs live in CONFIGS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from llmos_jupyter.errors import ConfigError, suggest
+
+Arch = Literal["llama", "gpt2"]
+
+
+@dataclass
+class ModelConfig:
+    # Which family: decides norm (RMSNorm vs LayerNorm), positions (RoPE vs learned),
+    # MLP (SwiGLU vs GELU) and which biases exist.
+    arch: Arch = "llama"
+    # 49152 is SmolLM2's vocabulary; every named config overrides it.
+    vocab_size: int = 49152
+    # Model width (d_model).
+    dim: int = 576
+    n_layers: int = 30
+    n_heads: int = 9
+    # Fewer KV heads than query heads = grouped-query attention; None means n_heads.
+    n_kv_heads: int | None = 3
+    # None means dim // n_heads; some checkpoints decouple it.
+    head_dim: int | None = None
+    # Hidden width of the MLP (SwiGLU's gate/up width for llama, 4*dim for gpt2).
+    ffn_dim: int = 1536
+    # Longest sequence the model was trained for: sizes RoPE tables and learned positions.
+    max_seq_len: int = 8192
+    # RMSNorm / LayerNorm epsilon as the checkpoint was trained with.
+    norm_eps: float = 1e-5
+    # RoPE base; SmolLM2 uses 100000, Llama-2 10000, Llama-3 500000.
+    rope_theta: float = 10000.0
+    # Output projection shares the embedding matrix (SmolLM2, GPT-2) or has its own.
+    tie_embeddings: bool = True
+    # Qwen2-style bias on q/k/v projections (GPT-2 always has biases everywhere).
+    qkv_bias: bool = False
+    # GPT-2 uses tanh-approximated GELU ("gelu_new"); llama uses SiLU in SwiGLU.
+    activation: Literal["silu", "gelu_tanh", "gelu"] = "silu"
+    # Free-form facts carried from the checkpoint (name, source, quantization) for `show`.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        if self.head_dim is None:
+            if self.dim % self.n_heads:
+                raise ConfigError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
+            self.head_dim = self.dim // self.n_heads
+        if self.n_heads % self.n_kv_heads:
+            raise ConfigError(
+                f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}"
+            )
+        if self.arch not in ("llama", "gpt2"):
+            raise ConfigError(f"unsupported arch {self.arch!r}; use 'llama' or 'gpt2'")
+
+    @property
+    def qkv_dim(self) -> int:
+        """Output width of the fused q/k/v projection."""
+        return (self.n_heads + 2 * self.n_kv_heads) * self.head_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown ModelConfig fields {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> ModelConfig:
+        if name not in CONFIGS:
+            raise ConfigError(
+                f"unknown config {name!r}{suggest(name, CONFIGS)}; known: {sorted(CONFIGS)}"
+            )
+        return cls(**{**CONFIGS[name], **overrides})
+
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "smollm2-135m": dict(
+        arch="llama", vocab_size=49152, dim=576, n_layers=30, n_heads=9, n_kv_heads=3,
+        ffn_dim=1536, max_seq_len=8192, norm_eps=1e-5, rope_theta=100000.0,
+        tie_embeddings=True,
+    ),
+    "gpt2": dict(
+        arch="gpt2", vocab_size=50257, dim=768, n_layers=12, n_heads=12, n_kv_heads=12,
+        ffn_dim=3072, max_seq_len=1024, norm_eps=1e-5, tie_embeddings=True,
+        qkv_bias=True, activation="gelu_tanh",
+    ),
+    # Small enough that a test builds, saves and reloads it in milliseconds, yet has
+    # GQA (4 query heads over 2 KV heads) so grouped attention paths are exercised.
+    "tiny": dict(
+        arch="llama", vocab_size=512, dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
+        ffn_dim=128, max_seq_len=256, norm_eps=1e-5, rope_theta=10000.0,
+        tie_embeddings=False,
+    ),
+    "tiny-gpt2": dict(
+        arch="gpt2", vocab_size=512, dim=64, n_layers=2, n_heads=4, n_kv_heads=4,
+        ffn_dim=256, max_seq_len=256, norm_eps=1e-5, tie_embeddings=True,
+        qkv_bias=True, activation="gelu_tanh",
+    ),
+}

@@ -1,0 +1,121 @@
+"""Linear layers that multiply float32 activations by GGML Q4_0 / Q4_1 / Q8_0 blocks.
+
+This is weight mode "ggml": the checkpoint's own quantized weights, float32 everywhere
+else. It matches float32 on the dequantized weights to float32 rounding (greedy decoding
+stays identical, see loading.AUTO_MODES) while reading 4-8 bits per weight, so it is the
+fastest exact mode on CPU. The kernel (csrc/ggml_linear.cpp) is compiled on first use
+with torch's C++ extension builder and cached; `available()` says whether that works.
+
+Small batches (decode: M <= GEMV_MAX_ROWS rows) use the kernel; larger ones (prefill)
+dequantize the weight once into float32 and use the BLAS matmul, which is faster there.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+GEMV_MAX_ROWS = 8
+_SOURCE = Path(__file__).with_name("csrc") / "ggml_linear.cpp"
+
+
+@functools.cache
+def _ops():
+    from torch.utils.cpp_extension import load
+
+    return load(name="llmos_ggml_linear", sources=[str(_SOURCE)],
+                extra_cflags=["-O3", "-march=native"], verbose=False)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the kernel compiles and loads here (needs a C++ compiler)."""
+    try:
+        _ops()
+        return True
+    except Exception as e:  # no compiler, no headers: callers fall back to float32
+        log.warning("GGML float32 kernels unavailable (%s); using dense float32", e)
+        return False
+
+
+def _fp16(b: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(b.copy().view(np.float16)[..., 0].astype(np.float32))
+
+
+class GGMLLinear(nn.Module):
+    """y = x W^T (+ b) with W kept as GGML blocks; float32 in, float32 out."""
+
+    KINDS = ("Q4_0", "Q4_1", "Q8_0")
+
+    def __init__(self, ggml_type: str, blocks: np.ndarray, shape: tuple[int, int],
+                 bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if ggml_type not in self.KINDS:
+            raise ValueError(f"GGMLLinear supports {self.KINDS}, not {ggml_type}")
+        N, K = shape
+        G = K // 32
+        self.ggml_type, self.in_features, self.out_features = ggml_type, K, N
+        size = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}[ggml_type]
+        b = np.ascontiguousarray(blocks).reshape(N, G, size)  # (N, groups, bytes per block)
+        d = _fp16(b[:, :, 0:2])  # (N, G)
+        if ggml_type == "Q8_0":
+            qs = torch.from_numpy(b[:, :, 2:].copy().view(np.int8).reshape(N, K))  # (N, K)
+            mn = None
+        else:
+            start = 4 if ggml_type == "Q4_1" else 2
+            qs = torch.from_numpy(b[:, :, start:].copy())  # (N, G, 16) nibbles
+            # Q4_0 is w = d*(q - 8) = d*q + (-8d): the Q4_1 form with min -8d (exact).
+            mn = _fp16(b[:, :, 2:4]) if ggml_type == "Q4_1" else -8.0 * d
+        self.register_buffer("qs", qs)
+        self.register_buffer("d", d)
+        self.register_buffer("mn", mn)
+        self.register_buffer("bias", None if bias is None else bias.float())
+
+    def dequantized(self) -> torch.Tensor:
+        """The float32 weight [N, K] (w = d*q + mn per block of 32)."""
+        N, K = self.out_features, self.in_features
+        if self.ggml_type == "Q8_0":
+            q = self.qs.float().view(N, K // 32, 32)
+            return (q * self.d[..., None]).view(N, K)
+        q = torch.cat([self.qs & 0x0F, self.qs >> 4], dim=-1).float()  # (N, G, 32)
+        return (q * self.d[..., None] + self.mn[..., None]).view(N, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)  # (M, K)
+        if x2.shape[0] > GEMV_MAX_ROWS:  # compute-bound: unpack once, then BLAS
+            if self.ggml_type == "Q8_0" or x.requires_grad:
+                w = self.dequantized()
+            else:
+                w = _ops().q4_dequantize(self.qs, self.d, self.mn)
+            return F.linear(x, w, self.bias)
+        x2 = x2.float().contiguous()
+        if self.ggml_type == "Q8_0":
+            y = _ops().q8_linear(x2, self.qs, self.d)
+        else:
+            y = _ops().q4_linear(x2, self.qs, self.d, self.mn)  # (M, N)
+        if self.bias is not None:
+            y += self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+class FusedRMSNorm(nn.Module):
+    """RMSNorm as one C++ pass for float32 CPU decode; the same math as transformer.RMSNorm
+    (whose weight it shares), which it falls back to for anything else."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.weight = norm.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad:
+            return _ops().rms_norm(x.contiguous(), self.weight, self.eps)
+        return F.rms_norm(x.float(), x.shape[-1:], self.weight.float(), self.eps).to(x.dtype)

@@ -1,0 +1,252 @@
+"""Our one decoder-only Transformer, for the Llama family and GPT-2.
+
+The config decides the family's parts: RMSNorm or LayerNorm, RoPE or learned positions,
+SwiGLU or GELU MLP, grouped-query attention, biases, tied embeddings. Parameter names are
+exactly the checkpoint names of formats/checkpoint.py (fused `wqkv`, fused `w_in`).
+
+Three entry points:
+  forward(ids)                 full causal pass, no cache (training, scoring)
+  prefill(ids, lengths)        right-padded prompts -> cache [0, T), logits at each last token
+  decode_step(tokens, pos)     one token per sequence at its own position, through the cache
+Attention itself is `attention.prefill` / `attention.decode`: the backend is chosen there.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmos_jupyter.errors import ConfigError
+from llmos_jupyter.model import attention
+from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.model.kv_cache import KVCache
+from llmos_jupyter.model.rope import apply_rope, rope_tables
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one kernel, weight included
+            return F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
+        # Normalize in float32 like the reference, then scale in the activation dtype.
+        return F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype) * self.weight
+
+
+def make_norm(config: ModelConfig) -> nn.Module:
+    if config.arch == "gpt2":
+        return nn.LayerNorm(config.dim, eps=config.norm_eps)
+    return RMSNorm(config.dim, config.norm_eps)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = (
+            config.n_heads, config.n_kv_heads, config.head_dim
+        )
+        bias = config.arch == "gpt2" or config.qkv_bias
+        self.wqkv = nn.Linear(config.dim, config.qkv_dim, bias=bias)
+        self.wo = nn.Linear(config.n_heads * config.head_dim, config.dim,
+                            bias=config.arch == "gpt2")
+        self.use_rope = config.arch != "gpt2"
+        self.cache: KVCache | None = None
+
+    def _qkv(self, x: torch.Tensor, cos, sin):
+        """x [..., dim] -> q [..., Hq, D], k [..., Hkv, D], v [..., Hkv, D] (RoPE applied)."""
+        Hq, Hkv = self.n_heads, self.n_kv_heads
+        qkv = self.wqkv(x).unflatten(-1, (Hq + 2 * Hkv, self.head_dim))  # (..., Hq+2Hkv, D)
+        qk, v = qkv[..., : Hq + Hkv, :], qkv[..., Hq + Hkv :, :]
+        if self.use_rope:  # q and k rotate together: one set of kernels
+            qk = apply_rope(qk, cos, sin)
+        return qk[..., :Hq, :], qk[..., Hq:, :], v
+
+    def forward(self, x: torch.Tensor, cos, sin, fill_cache: bool = False) -> torch.Tensor:
+        """Causal attention over x [B, T, dim]; cos/sin [T, 1, D]."""
+        B, T, _ = x.shape
+        q, k, v = self._qkv(x, cos, sin)  # (B, T, H, D)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
+        if fill_cache:
+            self.cache.write_prefill(k, v)
+        y = attention.prefill(q, k, v)  # (B, Hq, T, D)
+        return self.wo(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, Hq*D) -> (B, T, dim)
+
+    def decode(self, x: torch.Tensor, cos, sin, positions, seqlens) -> torch.Tensor:
+        """One token per sequence: x [B, dim]; cos/sin [B, 1, D]."""
+        B = x.shape[0]
+        q, k, v = self._qkv(x, cos, sin)  # (B, H, D)
+        k_cache, v_cache = self.cache.write_decode(k, v, positions)
+        y = attention.decode(q, k_cache, v_cache, seqlens)  # (B, Hq, D)
+        return self.wo(y.reshape(B, -1))  # (B, dim)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.gated = config.arch != "gpt2"  # SwiGLU: gate rows then up rows in one matmul
+        bias = config.arch == "gpt2"
+        hidden = 2 * config.ffn_dim if self.gated else config.ffn_dim
+        self.w_in = nn.Linear(config.dim, hidden, bias=bias)
+        self.w_out = nn.Linear(config.ffn_dim, config.dim, bias=bias)
+        self.activation = config.activation
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation == "silu":
+            return F.silu(x)
+        return F.gelu(x, approximate="tanh" if self.activation == "gelu_tanh" else "none")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.w_in(x)
+        if self.gated:
+            gate, up = h.chunk(2, dim=-1)  # (..., ffn_dim) each
+            return self.w_out(self._act(gate) * up)
+        return self.w_out(self._act(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = make_norm(config)
+        self.attn = Attention(config)
+        self.ffn_norm = make_norm(config)
+        self.ffn = FeedForward(config)
+
+    def forward(self, x: torch.Tensor, cos, sin, fill_cache: bool = False) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, fill_cache)
+        return x + self.ffn(self.ffn_norm(x))
+
+    def decode(self, x: torch.Tensor, cos, sin, positions, seqlens) -> torch.Tensor:
+        x = x + self.attn.decode(self.attn_norm(x), cos, sin, positions, seqlens)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    """Decoder-only Transformer; see the module docstring for the three entry points.
+
+    Attributes the engine relies on: `config`, `device`, `dtype` (activation dtype),
+    `weight_mode` (how weights are stored: "float32", "bfloat16", "int4", ...).
+    """
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.config = config
+        self.dtype = dtype
+        self.weight_mode = str(dtype).removeprefix("torch.")
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
+        if config.arch == "gpt2":
+            self.pos_embeddings = nn.Embedding(config.max_seq_len, config.dim)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = make_norm(config)
+        if not config.tie_embeddings:
+            self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        # A faster form of the (tied) LM head set by loading.build_model; None = dense.
+        self.lm_head: nn.Module | None = None
+        self.init_buffers()
+
+    def init_buffers(self, device: torch.device | str | None = None) -> None:
+        """(Re)compute RoPE tables on `device` — after building on the meta device."""
+        device = device if device is not None else self.tok_embeddings.weight.device
+        cos, sin = rope_tables(self.config.head_dim, self.config.max_seq_len,
+                               self.config.rope_theta, device)
+        self.register_buffer("rope_cos", cos.to(self.dtype), persistent=False)
+        self.register_buffer("rope_sin", sin.to(self.dtype), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tok_embeddings.weight.device
+
+    # --- pieces shared by the entry points -------------------------------------------
+
+    def _embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = self.tok_embeddings(ids).to(self.dtype)
+        if self.config.arch == "gpt2":
+            x = x + self.pos_embeddings(positions).to(self.dtype)
+        return x
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm and LM head on x [..., dim] -> float32 logits [..., V]."""
+        x = self.norm(x)
+        if self.lm_head is not None:
+            logits = self.lm_head(x)
+        elif self.config.tie_embeddings:
+            logits = F.linear(x, self.tok_embeddings.weight)
+        else:
+            logits = self.output(x)
+        return logits.float()
+
+    # --- full pass --------------------------------------------------------------------
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Causal logits for ids [B, T] -> float32 [B, T, V]; uses no cache."""
+        T = ids.shape[1]
+        self._check_len(T)
+        pos = torch.arange(T, device=ids.device)
+        x = self._embed(ids, pos)  # (B, T, dim)
+        cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]  # (T, 1, D)
+        for layer in self.layers:
+            x = layer(x, cos, sin)
+        return self._head(x)
+
+    # --- cached generation ------------------------------------------------------------
+
+    def setup_caches(self, batch_size: int, max_seq_len: int) -> None:
+        """Preallocate KV caches [batch_size, Hkv, max_seq_len, D] in every layer.
+
+        Buffers that already fit (batch and length no smaller) are reused as they are.
+        Raises ConfigError when max_seq_len exceeds the model's context.
+        """
+        self._check_len(max_seq_len)
+        c = self.config
+        for layer in self.layers:
+            cache = layer.attn.cache
+            if cache is None or not cache.fits(batch_size, max_seq_len, self.dtype, self.device):
+                layer.attn.cache = KVCache(batch_size, max_seq_len, c.n_kv_heads, c.head_dim,
+                                           self.dtype, self.device)
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Run right-padded prompts ids [B, T] (row b valid in [0, lengths[b])) through the
+        model, filling cache positions [0, T); return float32 logits [B, V] at each row's
+        last valid token. Padded positions are written to the cache but never attended:
+        decode overwrites position lengths[b] before attending to [0, lengths[b]]."""
+        B, T = ids.shape
+        self._check_cache(B, T)
+        pos = torch.arange(T, device=ids.device)
+        x = self._embed(ids, pos)  # (B, T, dim)
+        cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]  # (T, 1, D)
+        for layer in self.layers:
+            x = layer(x, cos, sin, fill_cache=True)
+        rows = torch.arange(B, device=ids.device)
+        last = x[rows, lengths.to(ids.device) - 1]  # (B, dim): the head runs on B rows only
+        return self._head(last)
+
+    @torch.inference_mode()
+    def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Feed tokens [B] at positions [B] (one per sequence); write their k/v there and
+        attend to cache [0, positions[b]]. Returns float32 logits [B, V]."""
+        x = self._embed(tokens, positions)  # (B, dim)
+        cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, D): broadcast over heads
+        sin = self.rope_sin[positions].unsqueeze(1)
+        seqlens = positions + 1
+        for layer in self.layers:
+            x = layer.decode(x, cos, sin, positions, seqlens)
+        return self._head(x)
+
+    def _check_len(self, n: int) -> None:
+        if n > self.config.max_seq_len:
+            raise ConfigError(
+                f"sequence length {n} exceeds the model's context of "
+                f"{self.config.max_seq_len} tokens; shorten the prompt or max_new_tokens"
+            )
+
+    def _check_cache(self, batch_size: int, seq_len: int) -> None:
+        cache = self.layers[0].attn.cache
+        if cache is None or batch_size > cache.batch_size or seq_len > cache.max_seq_len:
+            raise ConfigError(
+                f"prefill of batch {batch_size} x {seq_len} tokens does not fit the KV cache; "
+                "call setup_caches(batch_size, max_seq_len) first"
+            )

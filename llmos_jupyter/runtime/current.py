@@ -1,0 +1,20 @@
+"""The current model of this process: what `%llmos load` picked, used when none is named."""
+
+from __future__ import annotations
+
+import threading
+
+from llmos_jupyter.runtime.loaded_model import LoadedModel
+
+_current: LoadedModel | None = None
+_lock = threading.Lock()
+
+
+def get_current() -> LoadedModel | None:
+    return _current
+
+
+def set_current(model: LoadedModel | None) -> None:
+    global _current
+    with _lock:
+        _current = model

@@ -1,0 +1,151 @@
+"""`llmos.datasets`, `llmos.tasks` and `llmos.runs`: the API's namespaces over the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llmos_jupyter.store.taskspec import TaskSpec
+
+
+class Dataset:
+    """A dataset in the store: `.head(n)`, `.rows()`, `.to_pandas()`, `.stats()`."""
+
+    def __init__(self, services: Callable[[], Any], name: str):
+        self._services = services
+        self.name = name
+
+    @property
+    def record(self) -> Any:
+        return self._services().datasets.get(self.name)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self._services().datasets.rows(self.name)
+
+    def head(self, n: int = 5) -> list[dict[str, Any]]:
+        return self._services().datasets.head(self.name, n)
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+    def stats(self, model: str | None = None) -> dict[str, Any]:
+        """Rows, columns, characters (and with `model`, tokens) per row with percentiles."""
+        if model is None:
+            return self._services().datasets.stats(self.name)
+        from llmos_jupyter.api import load
+        from llmos_jupyter.store.datafiles import compute_stats
+
+        return compute_stats(self.rows(), tokenizer=load(model).tokenizer)
+
+    def __len__(self) -> int:
+        return self.record.rows
+
+    def __repr__(self) -> str:
+        r = self.record
+        return f"<Dataset {self.name!r} rows={r.rows} columns={r.columns}>"
+
+
+class DatasetsAPI:
+    """Add, inspect, clean, split, export and tokenize datasets."""
+
+    def __init__(self, services: Callable[[], Any]):
+        self._services = services
+
+    def add(self, name: str, source: Any, format: str | None = None) -> Dataset:  # noqa: A002
+        """From a file path, a list of dicts or a pandas DataFrame; snapshotted in the store."""
+        src = str(source) if isinstance(source, Path) else source
+        self._services().datasets.add(name, src, format=format)
+        return Dataset(self._services, name)
+
+    def get(self, name: str) -> Dataset:
+        self._services().datasets.get(name)  # raises NotFoundError with a suggestion
+        return Dataset(self._services, name)
+
+    def list(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self._services().datasets.list()]
+
+    def rm(self, name: str) -> None:
+        self._services().datasets.remove(name)
+
+    def export(self, name: str, path: str | Path) -> Path:
+        return Path(self._services().datasets.export(name, path))
+
+    def prep(self, src: str, dst: str, **options: Any) -> dict[str, Any]:
+        """Clean/split `src` into new dataset(s) named after `dst`; see `llmos data prep`."""
+        return self._services().datasets.prep(src, dst, **options)
+
+    def tokenize(self, name: str, model: str, text_field: str | None = None) -> dict[str, Any]:
+        """Write token shards of `name` with `model`'s tokenizer; returns their stats."""
+        from llmos_jupyter.api import load
+        from llmos_jupyter.store.shards import tokenize_records
+
+        s = self._services()
+        tokenizer = load(model).tokenizer
+        out = s.home / "shards" / name / f"{model}.tok"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        info = tokenize_records(s.datasets.rows(name), tokenizer, text_field, out)
+        stats = info.to_dict() if hasattr(info, "to_dict") else dict(vars(info))
+        s.datasets.record_tokenized(name, model, out, stats)
+        return {"dataset": name, "model": model, "path": str(out), **stats}
+
+
+class TasksAPI:
+    """Task specs: built-in ones and yours."""
+
+    def __init__(self, services: Callable[[], Any]):
+        self._services = services
+
+    def add(self, name: str, spec: str | dict[str, Any]) -> TaskSpec:
+        """Define or update a task from YAML text or a dict; returns the validated spec."""
+        return self._services().tasks.add(name, spec)
+
+    def get(self, name: str) -> TaskSpec:
+        return self._services().tasks.get(name)
+
+    def list(self) -> list[dict[str, Any]]:
+        """Built-in tasks, then yours: name, inputs, output type, description."""
+        store = self._services().tasks
+        rows = []
+        for rec in store.list():
+            spec = store.get(rec.name)
+            rows.append({
+                "name": rec.name, "builtin": rec.builtin, "inputs": spec.inputs,
+                "output": f"flow of {len(spec.steps)} steps" if spec.is_flow else spec.output.type,
+                "description": rec.description or spec.description,
+                "updated_at": rec.updated_at,
+            })
+        return rows
+
+    def rm(self, name: str) -> None:
+        self._services().tasks.remove(name)
+
+
+class RunsAPI:
+    """The history of runs: list, get, cancel, resume, export."""
+
+    def __init__(self, services: Callable[[], Any], resolve_model: Callable[[Any], Any]):
+        self._services = services
+        self._resolve = resolve_model
+
+    def list(self, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self._services().runs.list(limit=limit, status=status)]
+
+    def get(self, run_id: str):
+        from llmos_jupyter.runtime.task_runs import RunHandle
+
+        rec = self._services().runs.get(run_id)
+        return RunHandle(self._services(), rec.id)
+
+    def cancel(self, run_id: str):
+        return self.get(run_id).cancel()
+
+    def resume(self, run_id: str, background: bool | None = None, on_progress=None):
+        from llmos_jupyter.runtime.task_runs import resume_run
+
+        return resume_run(self._services(), run_id, self._resolve, background, on_progress)
+
+    def export(self, run_id: str, path: str | Path) -> Path:
+        return Path(self._services().runs.export(run_id, path))

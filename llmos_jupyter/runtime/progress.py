@@ -1,0 +1,40 @@
+"""Progress bars for long work: a widget in notebooks, text in terminals (tqdm.auto)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+Progress = Callable[[int, int, str], None]
+
+
+@contextmanager
+def progress_callback(progress: bool | Progress | None, desc: str) -> Iterator[Progress | None]:
+    """Turn the `progress` argument of an API call into a (done, total, stage) callback.
+
+    True draws a tqdm.auto bar whose description follows the stage (download, extract,
+    verify, convert); a callable is passed through; False/None gives no callback.
+    """
+    if callable(progress):
+        yield progress
+        return
+    if not progress:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=True)
+    state = {"stage": None}
+
+    def update(done: int, total: int, stage: str) -> None:
+        if stage != state["stage"]:
+            state["stage"] = stage
+            bar.reset(total=total or None)
+            bar.set_description(f"{desc}: {stage}")
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()

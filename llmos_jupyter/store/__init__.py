@@ -1,0 +1,41 @@
+"""store layer of LLMOS: LLMOS_HOME's layout and the SQLite catalog of models, datasets,
+tasks and runs that every process (kernel, Jupyter server, CLI) shares.
+
+    store = Store()            # opens $LLMOS_HOME (default ~/.llmos), migrating if needed
+    store.models.pull("smollm2-135m-instruct")
+    store.datasets.add("docs", "docs.jsonl")
+    store.runs.list()
+
+Importing this package is cheap: torch is imported only when a model is converted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmos_jupyter.store.catalog import Catalog
+from llmos_jupyter.store.datasets import DatasetRecord, DatasetStore
+from llmos_jupyter.store.home import HomeLayout, llmos_home
+from llmos_jupyter.store.model_records import ModelRecord
+from llmos_jupyter.store.models import ModelStore
+from llmos_jupyter.store.run_records import ItemAlreadyRecordedError, RunItem, RunRecord
+from llmos_jupyter.store.runs import RunStore
+from llmos_jupyter.store.tasks import TaskRecord, TaskStore
+
+__all__ = [
+    "Catalog", "DatasetRecord", "DatasetStore", "HomeLayout", "ItemAlreadyRecordedError",
+    "ModelRecord", "ModelStore", "RunItem", "RunRecord", "RunStore", "Store", "TaskRecord",
+    "TaskStore", "llmos_home",
+]
+
+
+class Store:
+    """One LLMOS_HOME opened: its catalog and the four stores sharing it."""
+
+    def __init__(self, home: Path | str | None = None):
+        self.catalog = Catalog(home)
+        self.home = self.catalog.home
+        self.models = ModelStore(self.catalog)
+        self.datasets = DatasetStore(self.catalog)
+        self.tasks = TaskStore(self.catalog)
+        self.runs = RunStore(self.catalog)

@@ -1,0 +1,132 @@
+"""The model catalog row (ModelRecord) and the facts ModelStore reads off a checkpoint.
+
+Kept apart from models.py so that module stays about the order of writes that keeps the
+store consistent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmos_jupyter.errors import ConfigError, SpecError
+from llmos_jupyter.store import sources
+
+
+@dataclass
+class ModelRecord:
+    """One row of the models table (JSON fields decoded).
+
+    `format` is the format the model arrived in (gguf | hf | native); its files under
+    `path` are always native. `path` is relative to LLMOS_HOME and None for presets.
+    """
+
+    name: str
+    kind: str  # "model" | "preset"
+    base: str | None = None
+    path: str | None = None
+    format: str | None = None
+    arch: str | None = None
+    params: int | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    source: str | None = None
+    license: str | None = None
+    system: str | None = None
+    default_params: dict[str, Any] = field(default_factory=dict)
+    tokenizer: dict[str, Any] | None = None
+    chat_template: str | None = None
+    created_at: str = ""
+
+    COLUMNS = (
+        "name", "kind", "base", "path", "format", "arch", "params", "quantization",
+        "context_length", "size_bytes", "sha256", "source", "license", "system",
+        "default_params", "tokenizer", "chat_template", "created_at",
+    )
+
+    @classmethod
+    def from_row(cls, row: Any) -> ModelRecord:
+        d = {k: row[k] for k in cls.COLUMNS}
+        d["default_params"] = json.loads(d["default_params"]) if d["default_params"] else {}
+        d["tokenizer"] = json.loads(d["tokenizer"]) if d["tokenizer"] else None
+        return cls(**d)
+
+    def to_row(self) -> tuple[Any, ...]:
+        d = asdict(self)
+        d["default_params"] = json.dumps(self.default_params, sort_keys=True)
+        d["tokenizer"] = json.dumps(self.tokenizer, sort_keys=True) if self.tokenizer else None
+        return tuple(d[k] for k in self.COLUMNS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stable keys (the table's columns) for --json output."""
+        return asdict(self)
+
+
+def tokenizer_summary(tok: Any) -> dict[str, Any] | None:
+    if tok is None:
+        return None
+
+    def token(i: int | None) -> str | None:
+        return tok.tokens[i] if i is not None and 0 <= i < len(tok.tokens) else None
+
+    return {
+        "kind": "byte-level BPE", "pre": tok.pre, "vocab_size": len(tok.tokens),
+        "merges": len(tok.merges), "bos_id": tok.bos_id, "bos": token(tok.bos_id),
+        "eos_id": tok.eos_id, "eos": token(tok.eos_id), "add_bos": bool(tok.add_bos),
+    }
+
+
+def n_params(tensors: dict[str, Any]) -> int:
+    n = 0
+    for t in tensors.values():
+        n += t.numel() if hasattr(t, "numel") else int(t.shape[0]) * int(t.shape[1])
+    return n
+
+
+def quantization_of(ckpt: Any) -> str:
+    """The checkpoint's own summary if it has one, else the type of most weight elements."""
+    if ckpt.metadata.get("quantization"):
+        return str(ckpt.metadata["quantization"])
+    counts: dict[str, int] = {}
+    for t in ckpt.tensors.values():
+        if hasattr(t, "ggml_type"):
+            kind, n = t.ggml_type, int(t.shape[0]) * int(t.shape[1])
+        else:
+            kind, n = str(t.dtype).removeprefix("torch.").upper(), t.numel()
+        counts[kind] = counts.get(kind, 0) + n
+    return max(counts, key=counts.__getitem__) if counts else "unknown"
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """sha256 of a checkpoint file, or of a directory's (relative path, content) pairs."""
+    path = Path(path)
+    if path.is_file():
+        return sources.sha256_file(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(path)).encode() + b"\0")
+        h.update(sources.sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """Check a preset's sampling parameters with the same rules as a task spec's `params`.
+
+    One definition of the parameter names and ranges (taskspec.PARAMS) keeps presets and
+    tasks from drifting apart. Raises ConfigError naming the parameter.
+    """
+    from llmos_jupyter.store.taskspec import check_params
+
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"preset params must be a dict, not {type(params).__name__}")
+    try:
+        return check_params(params)
+    except SpecError as exc:
+        raise ConfigError(f"preset {str(exc).removeprefix('field ')}") from None

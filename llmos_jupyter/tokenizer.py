@@ -1,0 +1,513 @@
+"""Tokenizers: tiktoken Encodings built from a model's own byte-level BPE.
+
+A checkpoint describes its tokenizer as a `TokenizerSpec` (tokens, merges, pre-tokenizer
+family, special tokens). `Tokenizer.from_spec` turns that into a `tiktoken.Encoding`
+whose output ids are exactly the original tokenizer's (Hugging Face `tokenizers`,
+llama.cpp). Nothing is ever downloaded: the ranks come from the spec.
+
+Why tiktoken can reproduce a merge-list BPE, and where it cannot:
+- tiktoken merges the adjacent pair whose *concatenation* has the lowest rank; HF merges
+  the adjacent *pair* with the lowest merge index. Ranking each token by the index of the
+  merge that creates it makes the two agree when every token has one merge and no other
+  way to be glued from two tokens. Usually token id order == merge order, so ranks are the
+  ids; when not, ranks follow merge order and are mapped back to ids after encoding.
+- tiktoken returns a whole pre-token piece that is itself a token without running BPE;
+  HF does that only with `ignore_merges` (llama3). `bpe_conflicts` audits a vocabulary
+  for tokens where this matters (SmolLM2: none; tests check it).
+- Some vocabularies lack a few byte tokens (SmolLM2 has no token for bytes such as 0x04);
+  HF silently drops such bytes *before* merging, so a text containing them takes a slow
+  path: pieces split by the same regex in Python, the bytes removed, merges by rank.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import itertools
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import tiktoken
+
+from llmos_jupyter.chat_template import render_chat_template
+from llmos_jupyter.errors import CheckpointError
+from llmos_jupyter.formats.checkpoint import TokenizerSpec
+
+log = logging.getLogger(__name__)
+
+# GGUF token types (llama.cpp): 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+SPECIAL_TOKEN_TYPES = frozenset({3, 4})
+# Tokens that end a turn or a document: generation stops on any of them.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>",
+                      "<|eom_id|>", "<|end|>", "<end_of_turn>")
+
+# ---- pre-tokenizer split patterns (tiktoken's regex dialect: Rust fancy-regex) -----------
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# HF SmolLM: Sequence[Digits(individual_digits=True), ByteLevel] = every digit is its own
+# piece, then GPT-2's regex runs on the text between digits. In one regex: `\p{N}` alone
+# replaces ` ?\p{N}+`, and the whitespace lookahead treats a digit like the end of the
+# text, so "a  1" splits "a", "  ", "1" (plain GPT-2 would give "a", " ", " 1").
+SMOLLM_PATTERN = (
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
+)
+LLAMA3_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+QWEN2_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+GPT4O_PATTERN = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""", r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""", r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""", r"""\s+""",
+])
+# Names as GGUF `tokenizer.ggml.pre` spells them. Not here on purpose: deepseek-llm,
+# deepseek-coder, falcon, bloom, chatglm... llama.cpp applies several regexes one after
+# another (later ones see only earlier fragments, with `$` anchored at fragment ends and
+# explicit CJK code-point ranges); that is not one tiktoken regex in general, so they fall
+# back to GPT-2 with a warning and are not exact.
+PRE_PATTERNS: dict[str, str] = {
+    **dict.fromkeys(("gpt2", "gpt-2", "default", "mpt", "olmo", "jais"), GPT2_PATTERN),
+    **dict.fromkeys(("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone",
+                     "minerva"), SMOLLM_PATTERN),
+    **dict.fromkeys(("llama-bpe", "llama3", "dbrx", "smaug-bpe"), LLAMA3_PATTERN),
+    **dict.fromkeys(("qwen2", "stablelm2", "deepseek-r1-qwen"), QWEN2_PATTERN),
+    **dict.fromkeys(("gpt-4o", "o200k"), GPT4O_PATTERN),
+}
+# Families whose original tokenizer returns a whole piece that is a token without merging
+# (HF `ignore_merges`, llama.cpp LLAMA3) -- exactly tiktoken's shortcut.
+IGNORE_MERGES_PRE = frozenset({"llama-bpe", "llama3", "dbrx", "smaug-bpe"})
+
+
+def split_pattern(pre: str) -> str:
+    """The split regex of pre-tokenizer family `pre` (unknown names: GPT-2, with a warning)."""
+    pattern = PRE_PATTERNS.get(pre.lower())
+    if pattern is None:
+        log.warning("unknown pre-tokenizer %r: using GPT-2's split, token ids may differ", pre)
+        return GPT2_PATTERN
+    return pattern
+
+
+# ---- GPT-2's byte <-> printable character alphabet ----------------------------------------
+@functools.cache
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's map of each byte to a printable character (token strings are spelled in it)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):  # the rest (controls, space, ...) go to 256 upwards, in order
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+@functools.cache
+def unicode_to_byte() -> dict[str, int]:
+    return {c: b for b, c in byte_to_unicode().items()}
+
+
+def token_to_bytes(token: str) -> bytes:
+    """Bytes of a byte-level token string ("Ġthe" -> b" the"); KeyError if not in the alphabet."""
+    table = unicode_to_byte()
+    return bytes(table[c] for c in token)
+
+
+# ---- from a spec to tiktoken ranks --------------------------------------------------------
+@dataclass(frozen=True)
+class BpeTables:
+    """What `Tokenizer` needs from a spec, computed once.
+
+    `ranks` feeds tiktoken. `rank_to_id` is None when ranks are the model's ids, else a
+    list mapping a tiktoken rank (or special id) back to the id. `merge_ranks` (pair of
+    byte strings -> merge index) drives the slow path and `bpe_conflicts`.
+    """
+
+    ranks: dict[bytes, int]
+    rank_to_id: list[int] | None
+    id_bytes: list[bytes]
+    specials: dict[str, int]
+    merge_ranks: dict[tuple[bytes, bytes], int]
+    missing_bytes: bytes  # byte values without a token: dropped, as HF does
+
+
+def build_tables(spec: TokenizerSpec) -> BpeTables:
+    """Turn a spec's tokens and merges into tiktoken ranks. Raises CheckpointError."""
+    n = len(spec.tokens)
+    types = spec.token_types or [1] * n
+    if len(types) != n:
+        raise CheckpointError(f"tokenizer has {n} tokens but {len(types)} token types")
+    id_bytes: list[bytes] = []
+    specials: dict[str, int] = {}
+    normal: dict[bytes, int] = {}  # bytes -> lowest id of a normal token with them
+    for i, (tok, kind) in enumerate(zip(spec.tokens, types, strict=True)):
+        if kind in SPECIAL_TOKEN_TYPES:
+            id_bytes.append(tok.encode("utf-8"))
+            if tok:
+                specials.setdefault(tok, i)
+            continue
+        try:
+            raw = token_to_bytes(tok)
+        except KeyError:  # e.g. "[PAD7]" fillers: decodable as text, never produced by BPE
+            id_bytes.append(tok.encode("utf-8"))
+            continue
+        id_bytes.append(raw)
+        normal.setdefault(raw, i)
+
+    merge_ranks: dict[tuple[bytes, bytes], int] = {}
+    first_merge: dict[int, int] = {}  # token id -> index of the first merge producing it
+    for k, merge in enumerate(spec.merges):
+        parts = merge.split(" ")
+        try:
+            left, right = (token_to_bytes(p) for p in parts)
+        except (KeyError, ValueError):
+            raise CheckpointError(f"merge {k} {merge!r} is not two byte-level tokens") from None
+        if left not in normal or right not in normal or left + right not in normal:
+            raise CheckpointError(f"merge {k} {merge!r} uses or makes a token not in the vocab")
+        merge_ranks.setdefault((left, right), k)
+        first_merge.setdefault(normal[left + right], k)
+
+    # Only bytes and merge products can come out of BPE; other normal tokens stay out of
+    # tiktoken's table, or its whole-piece shortcut would produce them.
+    singles = {raw: i for raw, i in normal.items() if len(raw) == 1}
+    products = sorted(first_merge, key=first_merge.__getitem__)  # ids in merge order
+    in_order = all(a < b for a, b in itertools.pairwise(products))
+    if in_order:
+        ranks = {**{raw: i for raw, i in singles.items()}, **{id_bytes[i]: i for i in products}}
+        rank_to_id = None
+    else:
+        # Ranks past every id, so they never collide with special ids: bytes first, then
+        # merge products in merge order.
+        log.info("token ids are not in merge order: ranking by merges and mapping back")
+        ranks = {raw: n + raw[0] for raw in singles}
+        ranks.update({id_bytes[i]: n + 256 + r for r, i in enumerate(products)})
+        rank_to_id = list(range(n)) + [-1] * (256 + len(products))
+        for raw, i in singles.items():
+            rank_to_id[n + raw[0]] = i
+        for r, i in enumerate(products):
+            rank_to_id[n + 256 + r] = i
+    missing = bytes(b for b in range(256) if bytes([b]) not in singles)
+    return BpeTables(ranks, rank_to_id, id_bytes, specials, merge_ranks, missing)
+
+
+def bpe_by_merge_rank(piece: bytes, merge_ranks: dict[tuple[bytes, bytes], int]) -> list[bytes]:
+    """Merge-list BPE as HF/llama.cpp run it: repeatedly join the adjacent pair with the
+    lowest merge index (leftmost on ties). Slow pure Python: reference and rare paths."""
+    parts = [piece[i:i + 1] for i in range(len(piece))]
+    while len(parts) > 1:
+        best, at = None, -1
+        for i in range(len(parts) - 1):
+            rank = merge_ranks.get((parts[i], parts[i + 1]))
+            if rank is not None and (best is None or rank < best):
+                best, at = rank, i
+        if best is None:
+            break
+        parts[at:at + 2] = [parts[at] + parts[at + 1]]
+    return parts
+
+
+def bpe_by_token_rank(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
+    """tiktoken's rule in Python, without its whole-piece shortcut: repeatedly join the
+    adjacent pair whose concatenation has the lowest rank (leftmost on ties)."""
+    parts = [piece[i:i + 1] for i in range(len(piece))]
+    while len(parts) > 1:
+        best, at = None, -1
+        for i in range(len(parts) - 1):
+            rank = ranks.get(parts[i] + parts[i + 1])
+            if rank is not None and (best is None or rank < best):
+                best, at = rank, i
+        if best is None:
+            break
+        parts[at:at + 2] = [parts[at] + parts[at + 1]]
+    return parts
+
+
+def bpe_conflicts(tables: BpeTables, whole_piece_shortcut: bool = False) -> list[bytes]:
+    """Tokens whose own bytes, as one pre-token piece, tiktoken would encode differently
+    from the merge list (sorted; empty means no such token).
+
+    Without the shortcut in the original tokenizer, tiktoken returns such a piece as the
+    token while the merges may never reach it. With it (llama3), both return the token,
+    so this compares the merge paths instead (a proxy for longer pieces). Pure Python,
+    a few seconds for a 50k vocabulary: an audit for tests and tools, not for loading.
+    """
+    bad = []
+    for raw in tables.ranks:
+        if len(raw) < 2:
+            continue
+        merged = bpe_by_merge_rank(raw, tables.merge_ranks)
+        if whole_piece_shortcut:
+            if merged != bpe_by_token_rank(raw, tables.ranks):
+                bad.append(raw)
+        elif merged != [raw]:
+            bad.append(raw)
+    return sorted(bad)
+
+
+# ---- the tokenizer -----------------------------------------------------------------------
+class Tokenizer:
+    """A model's tokenizer: encode/decode with the original ids, chat templates, stop ids.
+
+    Build with `Tokenizer.from_spec(spec)`. Encoding runs in tiktoken (Rust, threaded in
+    batches); decoding joins per-token bytes.
+    """
+
+    def __init__(self, spec: TokenizerSpec, tables: BpeTables, pattern: str):
+        self.spec = spec
+        self._tables = tables
+        self._pattern = pattern
+        self._encoding = tiktoken.Encoding(
+            f"llmos-{spec.pre}-{len(spec.tokens)}",
+            pat_str=pattern,
+            mergeable_ranks=tables.ranks,
+            special_tokens=tables.specials,
+        )
+        self._all_special = frozenset(tables.specials)
+        self._whole_piece_shortcut = spec.pre.lower() in IGNORE_MERGES_PRE
+
+    @classmethod
+    def from_spec(cls, spec: TokenizerSpec) -> Tokenizer:
+        """Build the tokenizer a checkpoint describes. Raises CheckpointError on a bad spec."""
+        return cls(spec, build_tables(spec), split_pattern(spec.pre))
+
+    # -- encoding --------------------------------------------------------------------------
+    def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        """Token ids of `text` (no BOS added; see `add_bos`).
+
+        Special-token text such as "<|im_start|>" is encoded as ordinary text unless
+        `allow_special`, so user data cannot inject control tokens.
+        """
+        if self._needs_slow_path(text):
+            return self._encode_slow(text, allow_special)
+        ranks = self._encoding.encode(
+            text, allowed_special=self._allowed(allow_special), disallowed_special=())
+        return self._to_ids(ranks)
+
+    def encode_batch(self, texts: Iterable[str], allow_special: bool = False) -> list[list[int]]:
+        """`encode` of each text, the common case in tiktoken's thread pool."""
+        texts = list(texts)
+        slow = [self._needs_slow_path(t) for t in texts]
+        fast = [t for t, s in zip(texts, slow, strict=True) if not s]
+        out = iter(self._encoding.encode_batch(
+            fast, allowed_special=self._allowed(allow_special), disallowed_special=()))
+        return [self._encode_slow(t, allow_special) if s else self._to_ids(next(out))
+                for t, s in zip(texts, slow, strict=True)]
+
+    def _allowed(self, allow_special: bool) -> frozenset[str]:
+        return self._all_special if allow_special else frozenset()
+
+    def _to_ids(self, ranks: list[int]) -> list[int]:
+        table = self._tables.rank_to_id
+        return ranks if table is None else [table[r] for r in ranks]
+
+    def _needs_slow_path(self, text: str) -> bool:
+        # Only texts with a byte the vocabulary lacks (rare control characters) go slow.
+        missing = self._tables.missing_bytes
+        if not missing:
+            return False
+        raw = text.encode("utf-8", "replace")
+        return len(raw.translate(None, missing)) != len(raw)
+
+    def _encode_slow(self, text: str, allow_special: bool) -> list[int]:
+        """Split and merge in Python, dropping bytes that have no token (as HF does)."""
+        import regex  # tiktoken's own dependency; same dialect for these patterns
+
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        pieces = self._compiled_pattern
+        chunks: list[str] = [text]
+        if allow_special and self._all_special:
+            alternatives = sorted(self._all_special, key=len, reverse=True)
+            chunks = regex.split("(" + "|".join(map(regex.escape, alternatives)) + ")", text)
+        ids: list[int] = []
+        ranks, missing = self._tables.ranks, self._tables.missing_bytes
+        for n, chunk in enumerate(chunks):
+            if n % 2 == 1:  # a captured special token
+                ids.append(self._tables.specials[chunk])
+                continue
+            for match in pieces.finditer(chunk):
+                raw = match.group().encode("utf-8").translate(None, missing)
+                if not raw:
+                    continue
+                if self._whole_piece_shortcut and raw in ranks:
+                    parts = [raw]
+                else:
+                    parts = bpe_by_merge_rank(raw, self._tables.merge_ranks)
+                ids.extend(self._to_ids([ranks[p] for p in parts]))
+        return ids
+
+    @functools.cached_property
+    def _compiled_pattern(self) -> Any:
+        import regex
+
+        return regex.compile(self._pattern)
+
+    # -- decoding --------------------------------------------------------------------------
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """Concatenated bytes of `ids` (may end inside a UTF-8 character). ValueError on a
+        bad id."""
+        if hasattr(ids, "tolist"):  # numpy arrays and torch tensors
+            ids = ids.tolist()
+        table = self._tables.id_bytes
+        try:
+            if ids and min(ids) < 0:
+                raise IndexError
+            return b"".join([table[i] for i in ids])
+        except (IndexError, TypeError):
+            bad = next(i for i in ids if not isinstance(i, int) or not 0 <= i < len(table))
+            raise ValueError(f"token id {bad!r} is not in this vocabulary of {len(table)}") \
+                from None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids`; bytes that are not valid UTF-8 become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes of one token (a special token's text as UTF-8)."""
+        return self.decode_bytes([token_id])
+
+    # -- vocabulary facts ------------------------------------------------------------------
+    @property
+    def encoding(self) -> tiktoken.Encoding:
+        """The tiktoken Encoding. Its ids are the model's ids unless the vocabulary's ids
+        are not in merge order (then use `encode`, which maps them back)."""
+        return self._encoding
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.spec.tokens)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self.spec.bos_id
+
+    @property
+    def eos_id(self) -> int | None:
+        return self.spec.eos_id
+
+    @property
+    def pad_id(self) -> int | None:
+        """The padding id; EOS when the model names none (the usual convention)."""
+        return self.spec.pad_id if self.spec.pad_id is not None else self.spec.eos_id
+
+    @property
+    def add_bos(self) -> bool:
+        """Whether a prompt should start with BOS (the caller prepends `bos_id`)."""
+        return self.spec.add_bos
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return dict(self._tables.specials)
+
+    @functools.cached_property
+    def stop_ids(self) -> frozenset[int]:
+        """EOS plus every end-of-turn/end-of-text token this vocabulary has."""
+        ids = {self._tables.specials[t] for t in END_OF_TURN_TOKENS if t in self._tables.specials}
+        if self.eos_id is not None:
+            ids.add(self.eos_id)
+        return frozenset(ids)
+
+    def _token_text(self, token_id: int | None) -> str:
+        return "" if token_id is None else self.decode([token_id])
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True,
+                            **extra: Any) -> str:
+        """Render a conversation with the model's chat template (ChatML if it has none).
+
+        Raises PromptError (a ValueError) naming the index of a malformed message.
+        """
+        return render_chat_template(
+            self.spec.chat_template, messages, add_generation_prompt=add_generation_prompt,
+            bos_token=self._token_text(self.bos_id), eos_token=self._token_text(self.eos_id),
+            **extra)
+
+
+class StreamDecoder:
+    """Incremental detokenizer: text as tokens arrive, never half a UTF-8 character.
+
+    A character split across tokens (CJK, emoji) is held back until its last byte arrives;
+    invalid bytes become U+FFFD as soon as they are known to be invalid.
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        self._tokenizer = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        """Feed one token; return the text it completed (possibly "")."""
+        return self._utf8.decode(self._tokenizer.token_bytes(token_id), final=False)
+
+    def flush(self) -> str:
+        """End of stream: return whatever is held back (incomplete bytes as U+FFFD)."""
+        return self._utf8.decode(b"", final=True)
+
+
+# ---- Hugging Face tokenizer.json -----------------------------------------------------------
+def _pre_from_hf(pre_tokenizer: dict | None) -> str:
+    """Name the pre-tokenizer family of a tokenizer.json `pre_tokenizer` object."""
+    if not pre_tokenizer:
+        log.warning("tokenizer.json has no pre_tokenizer: assuming GPT-2's split")
+        return "gpt2"
+    steps = pre_tokenizer.get("pretokenizers", [pre_tokenizer])
+    kinds = [s.get("type") for s in steps]
+    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
+        return "gpt2"
+    if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
+        return "smollm"
+    if kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True):
+        regex = steps[0].get("pattern", {}).get("Regex")
+        for name in ("llama3", "qwen2", "gpt-4o"):
+            if regex == PRE_PATTERNS[name]:
+                return name
+    log.warning("unrecognized pre_tokenizer %s: assuming GPT-2's split, ids may differ", kinds)
+    return "gpt2"
+
+
+def _token_content(value: Any) -> str | None:
+    # tokenizer_config.json spells tokens as strings or as {"content": ...} objects.
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def spec_from_tokenizer_json(obj: dict, tokenizer_config: dict | None = None) -> TokenizerSpec:
+    """A TokenizerSpec from a parsed HF tokenizer.json (byte-level BPE only).
+
+    `tokenizer_config` (parsed tokenizer_config.json) supplies bos/eos/pad tokens, the
+    chat template and add_bos_token. Raises CheckpointError for other tokenizer kinds.
+    """
+    model = obj.get("model") or {}
+    if model.get("type") != "BPE":
+        raise CheckpointError(
+            f"tokenizer.json has a {model.get('type')!r} model; only byte-level BPE is supported")
+    added = obj.get("added_tokens") or []
+    size = 1 + max([*model["vocab"].values(), *(t["id"] for t in added)], default=-1)
+    tokens = [f"[PAD{i}]" for i in range(size)]  # holes: unused ids, as llama.cpp fills them
+    types = [5] * size
+    for text, i in model["vocab"].items():
+        tokens[i], types[i] = text, 1
+    for t in added:
+        tokens[t["id"]], types[t["id"]] = t["content"], 3 if t.get("special") else 4
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+
+    config = tokenizer_config or {}
+    index = {t: i for i, t in enumerate(tokens)}
+
+    def token_id(key: str) -> int | None:
+        text = _token_content(config.get(key))
+        return index.get(text) if text is not None else None
+
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}]
+        named = {t.get("name"): t.get("template") for t in template}
+        template = named.get("default", next(iter(named.values()), None))
+    return TokenizerSpec(
+        tokens=tokens, merges=merges, pre=_pre_from_hf(obj.get("pre_tokenizer")),
+        token_types=types, bos_id=token_id("bos_token"), eos_id=token_id("eos_token"),
+        pad_id=token_id("pad_token"), add_bos=bool(config.get("add_bos_token", False)),
+        chat_template=template)

@@ -1,0 +1,14 @@
+"""LLMOS widgets for Jupyter: `Dashboard()` (models, data, tasks, runs) and `Playground()`.
+
+    from llmos_jupyter.widgets import Dashboard, Playground   # or: llmos.widgets.Dashboard
+    Dashboard()
+    Playground(prompt="Write a haiku about the sea")
+
+Widgets keep their state in traitlets and widget values; slow work (pull, load,
+generate, runs) happens in background threads that update the widgets.
+"""
+
+from llmos_jupyter.widgets.dashboard import Dashboard
+from llmos_jupyter.widgets.playground import Playground
+
+__all__ = ["Dashboard", "Playground"]

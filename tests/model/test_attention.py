@@ -1,0 +1,82 @@
+"""The attention backend switch: reference == sdpa, and the selection rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmos_jupyter.errors import ConfigError
+from llmos_jupyter.model import attention
+
+
+@pytest.mark.parametrize("Hq,Hkv", [(4, 4), (6, 2), (9, 3)])
+def test_prefill_backends_agree(Hq, Hkv):
+    q = torch.randn(2, Hq, 17, 16)
+    k, v = torch.randn(2, Hkv, 17, 16), torch.randn(2, Hkv, 17, 16)
+    with attention.use_backend("reference"):
+        ref = attention.prefill(q, k, v)
+    with attention.use_backend("sdpa"):
+        fast = attention.prefill(q, k, v)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("B,seqlens", [(1, [9]), (3, [1, 9, 4])])
+@pytest.mark.parametrize("Hq,Hkv", [(4, 4), (6, 2)])
+def test_decode_backends_agree_and_ignore_the_tail(B, seqlens, Hq, Hkv):
+    q = torch.randn(B, Hq, 16)
+    kc, vc = torch.randn(B, Hkv, 32, 16), torch.randn(B, Hkv, 32, 16)
+    lens = torch.tensor(seqlens)
+    with attention.use_backend("reference"):
+        ref = attention.decode(q, kc, vc, lens)
+    kc2, vc2 = kc.clone(), vc.clone()
+    for b, n in enumerate(seqlens):  # garbage past each row's length must not matter
+        kc2[b, :, n:] = 1e3
+        vc2[b, :, n:] = -1e3
+    with attention.use_backend("sdpa"):
+        fast = attention.decode(q, kc2, vc2, lens)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_selection_order(monkeypatch):
+    monkeypatch.delenv(attention.ENV_VAR, raising=False)
+    assert attention.get_backend("cpu") == "sdpa"
+    monkeypatch.setenv(attention.ENV_VAR, "reference")
+    assert attention.get_backend("cpu") == "reference"
+    with attention.use_backend("sdpa"):
+        assert attention.get_backend("cpu") == "sdpa"
+    assert attention.get_backend("cpu") == "reference"
+    attention.set_backend("sdpa")
+    try:
+        assert attention.get_backend("cpu") == "sdpa"
+    finally:
+        attention.set_backend(None)
+
+
+def test_unknown_backend_is_a_config_error(monkeypatch):
+    with pytest.raises(ConfigError, match="sdpa"):
+        attention.set_backend("spda")
+    monkeypatch.setenv(attention.ENV_VAR, "nope")
+    with pytest.raises(ConfigError, match="nope"):
+        attention.get_backend("cpu")
+
+
+def test_registry_takes_a_new_backend():
+    calls = []
+
+    def pre(q, k, v):
+        calls.append("prefill")
+        return torch.zeros_like(q)
+
+    def dec(q, kc, vc, lens):
+        calls.append("decode")
+        return torch.zeros_like(q)
+
+    attention.register_backend("test-only", pre, dec)
+    try:
+        with attention.use_backend("test-only"):
+            attention.prefill(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4))
+            attention.decode(torch.randn(1, 2, 4), torch.randn(1, 2, 5, 4),
+                             torch.randn(1, 2, 5, 4), torch.tensor([3]))
+        assert calls == ["prefill", "decode"]
+    finally:
+        attention._BACKENDS.pop("test-only")
