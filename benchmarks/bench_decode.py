@@ -166,8 +166,9 @@ def main() -> None:
     o32, oauto = by["ours float32"], by[f"ours auto ({auto_mode})"]
     h32, h16 = by["transformers float32"], by["transformers bfloat16"]
     print(f"\nmemory copy bandwidth (read+write, measured): {bandwidth / 1e9:.1f} GB/s")
-    print(f"ours float32 / transformers float32: decode {o32['decode_tok_s'] / h32['decode_tok_s']:.2f}x"
-          f" (need >= 1.3x), prefill {o32['prefill_tok_s'] / h32['prefill_tok_s']:.2f}x")
+    print(f"ours float32 / transformers float32: decode "
+          f"{o32['decode_tok_s'] / h32['decode_tok_s']:.2f}x (need >= 1.3x), prefill "
+          f"{o32['prefill_tok_s'] / h32['prefill_tok_s']:.2f}x")
     print(f"ours auto ({auto_mode}) / transformers bfloat16: decode "
           f"{oauto['decode_tok_s'] / h16['decode_tok_s']:.2f}x (need >= 3x), prefill "
           f"{oauto['prefill_tok_s'] / h16['prefill_tok_s']:.2f}x")
@@ -176,7 +177,8 @@ def main() -> None:
     print(f"llama.cpp decode {ref:.0f} tok/s ({src}): ours auto is "
           f"{oauto['decode_tok_s'] / ref:.2f}x of it")
     same = lambda a, b: tokens[a] == tokens[b]  # noqa: E731
-    print(f"greedy ours float32 == transformers float32: {same('ours float32', 'transformers float32')}")
+    print("greedy ours float32 == transformers float32:",
+          same("ours float32", "transformers float32"))
     print(f"greedy ours auto == ours float32: {same(f'ours auto ({auto_mode})', 'ours float32')}")
     print(f"greedy transformers bfloat16 == transformers float32: "
           f"{same('transformers bfloat16', 'transformers float32')}")

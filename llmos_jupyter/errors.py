@@ -20,7 +20,7 @@ class NotFoundError(LLMOSError, KeyError):
     def __init__(self, kind: str, name: str, known: Iterable[str] = ()):
         self.kind, self.name = kind, name
         msg = f"unknown {kind} {name!r}"
-        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=3, cutoff=0.5)
         if close:
             msg += f"; did you mean {', '.join(repr(c) for c in close)}?"
         else:
@@ -53,5 +53,5 @@ class DataError(LLMOSError, ValueError):
 
 def suggest(name: str, known: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for the closest known name, or ''."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -20,14 +20,12 @@ try {
   // The kernel must be idle before "Run All" (its status shows in the toolbar).
   await page.waitForSelector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
                              { timeout: 180_000 });
-  // Run every cell as a user would: select the first, then Shift+Enter through them.
-  const cells = await page.locator('.jp-Notebook .jp-Cell').count();
-  await page.locator('.jp-Notebook .jp-Cell').first().click();
-  await page.keyboard.press('Escape');
-  for (let i = 0; i < cells; i++) await page.keyboard.press('Shift+Enter');
+  // Run > Run All Cells, as a user would.
+  await page.locator('.lm-MenuBar-item', { hasText: /^Run$/ }).click();
+  await page.locator('.lm-Menu-item', { hasText: 'Run All Cells' }).first().click();
   // The last cell prints GENERATED: once the playground's thread has finished.
   await page.waitForSelector('.jp-OutputArea-output:has-text("GENERATED:")',
-                             { timeout: 600_000 });
+                             { timeout: 300_000 });
   await page.waitForTimeout(1500); // let the last widget updates paint
 
   const dash = page.locator('.llmos-dashboard').first();

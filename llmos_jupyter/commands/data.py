@@ -16,7 +16,7 @@ def _row(d: dict) -> dict:
 
 
 def add(args: argparse.Namespace, ctx: Context) -> Output:
-    ds = api.datasets.add(args.name, args.path, format=args.format)
+    ds = api.datasets.add(args.name, args.path, format=args.format, replace=args.replace)
     return Record(ds.record.to_dict(), title=f"added dataset {args.name}", value=ds)
 
 
@@ -77,12 +77,14 @@ def prep(args: argparse.Namespace, ctx: Context) -> Output:
             split[k] = float(v)
         except ValueError:
             raise CommandError(f"--split {k}={v}: the fraction must be a number like 0.1") from None
-    report = api.datasets.prep(
+    made = api.datasets.prep(
         args.src, args.dst, dedupe=args.dedupe, min_chars=args.min_chars,
         max_chars=args.max_chars, strip=args.strip, text_field=args.text_field,
-        split=split or None, seed=args.seed,
+        split=split or None, seed=args.seed, replace=args.replace,
     )
-    return Record(report, title=f"prepared {args.src} -> {args.dst}")
+    rows = [{"name": d["name"], "rows": d["rows"], "parent": d["parent"],
+             "dropped": d["stats"].get("prep", {}).get("dropped")} for d in made]
+    return Table(rows, ["name", "rows", "parent", "dropped"], title=f"prepared {args.src}")
 
 
 def tokenize(args: argparse.Namespace, ctx: Context) -> Output:

@@ -47,11 +47,19 @@ PrefillFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 DecodeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+NormFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
     prefill: PrefillFn
     decode: DecodeFn
+    # Optional: a backend with its own RMSNorm / cross-entropy (the Triton kernels) runs
+    # them too, so one switch picks every kernel; None means torch's.
+    rms_norm: NormFn | None = None
+    cross_entropy: LossFn | None = None
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -60,9 +68,12 @@ DEFAULTS: dict[str, str] = {"cpu": "sdpa", "cuda": "sdpa"}
 _selected: str | None = None
 
 
-def register_backend(name: str, prefill: PrefillFn, decode: DecodeFn) -> None:
+def register_backend(
+    name: str, prefill: PrefillFn, decode: DecodeFn,
+    rms_norm: NormFn | None = None, cross_entropy: LossFn | None = None,
+) -> None:
     """Make a backend selectable by `name` (replaces one of the same name)."""
-    _BACKENDS[name] = Backend(name, prefill, decode)
+    _BACKENDS[name] = Backend(name, prefill, decode, rms_norm, cross_entropy)
 
 
 def available_backends() -> list[str]:
@@ -116,6 +127,25 @@ def decode(
 ) -> torch.Tensor:
     """One query per sequence over its cache prefix: q [B,Hq,D] -> [B,Hq,D]."""
     return _BACKENDS[get_backend(q.device)].decode(q, k_cache, v_cache, cache_seqlens)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight over the last dim, by the selected backend."""
+    fn = _BACKENDS[get_backend(x.device)].rms_norm
+    if fn is not None:
+        return fn(x, weight, eps)
+    if x.dtype == torch.float32:  # one kernel, weight included
+        return F.rms_norm(x, x.shape[-1:], weight, eps)
+    # Normalize in float32 like the reference, then scale in the activation dtype.
+    return F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype) * weight
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100):
+    """Mean cross-entropy of logits [N, V] against targets [N], by the selected backend."""
+    fn = _BACKENDS[get_backend(logits.device)].cross_entropy
+    if fn is not None:
+        return fn(logits, targets, ignore_index)
+    return F.cross_entropy(logits.float(), targets, ignore_index=ignore_index)
 
 
 # --- reference: the formula, nothing clever -------------------------------------------
@@ -178,3 +208,12 @@ def _sdpa_decode(
 
 register_backend("reference", _reference_prefill, _reference_decode)
 register_backend("sdpa", _sdpa_prefill, _sdpa_decode)
+
+
+# The Triton kernels (llmos_kernels): registered always, imported only when selected, so
+# nothing pays for importing triton unless it runs. Default on CUDA; on CPU they run under
+# TRITON_INTERPRET=1 (tests select them with LLMOS_ATTENTION=triton).
+from llmos_jupyter.model import attention_triton  # noqa: E402
+
+attention_triton.register(register_backend)
+DEFAULTS["cuda"] = "triton"

@@ -38,7 +38,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> 
     return torch.addcmul(x * cos, swapped, sin_signed)
 
 
-def apply_rope_reference(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+def apply_rope_reference(
+    x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor
+) -> torch.Tensor:
     """The textbook form: x * cos + rotate_half(x) * sin, for checking `apply_rope`."""
     half = x.shape[-1] // 2
     sin = torch.cat([-sin_signed[..., :half], sin_signed[..., half:]], dim=-1)

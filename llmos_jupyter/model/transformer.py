@@ -31,10 +31,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:  # one kernel, weight included
-            return F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
-        # Normalize in float32 like the reference, then scale in the activation dtype.
-        return F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype) * self.weight
+        return attention.rms_norm(x, self.weight, self.eps)
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
@@ -190,6 +187,16 @@ class Transformer(nn.Module):
         for layer in self.layers:
             x = layer(x, cos, sin)
         return self._head(x)
+
+    def loss(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
+             ignore_index: int = -100) -> torch.Tensor:
+        """Mean next-token cross-entropy of ids [B, T] (targets default to ids shifted left;
+        pass targets [B, T] with ignore_index to mask positions). Differentiable."""
+        logits = self(ids)  # (B, T, V)
+        if targets is None:
+            logits, targets = logits[:, :-1], ids[:, 1:]
+        V = logits.shape[-1]
+        return attention.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index)
 
     # --- cached generation ------------------------------------------------------------
 

@@ -54,10 +54,17 @@ class DatasetsAPI:
     def __init__(self, services: Callable[[], Any]):
         self._services = services
 
-    def add(self, name: str, source: Any, format: str | None = None) -> Dataset:  # noqa: A002
-        """From a file path, a list of dicts or a pandas DataFrame; snapshotted in the store."""
+    def add(
+        self, name: str, source: Any, format: str | None = None,  # noqa: A002
+        replace: bool = False,
+    ) -> Dataset:
+        """From a file path, a list of dicts or a pandas DataFrame; snapshotted in the store.
+
+        Adding the same content again is a no-op; different content under an existing name
+        needs replace=True. Raises DataError naming the bad row; nothing is registered then.
+        """
         src = str(source) if isinstance(source, Path) else source
-        self._services().datasets.add(name, src, format=format)
+        self._services().datasets.add(name, src, format=format, replace=replace)
         return Dataset(self._services, name)
 
     def get(self, name: str) -> Dataset:
@@ -73,9 +80,14 @@ class DatasetsAPI:
     def export(self, name: str, path: str | Path) -> Path:
         return Path(self._services().datasets.export(name, path))
 
-    def prep(self, src: str, dst: str, **options: Any) -> dict[str, Any]:
-        """Clean/split `src` into new dataset(s) named after `dst`; see `llmos data prep`."""
-        return self._services().datasets.prep(src, dst, **options)
+    def prep(self, src: str, dst: str, replace: bool = False, **options: Any) -> list[dict]:
+        """Clean/split `src` into new dataset(s): `dst`, or `dst-<part>` for each split part.
+
+        Options: dedupe, min_chars, max_chars, strip, text_field, split ({"train": 0.9,
+        "val": 0.1}), seed. Returns the new datasets' records (their stats hold the report).
+        """
+        recs = self._services().datasets.prep(src, dst, replace=replace, **options)
+        return [r.to_dict() for r in recs]
 
     def tokenize(self, name: str, model: str, text_field: str | None = None) -> dict[str, Any]:
         """Write token shards of `name` with `model`'s tokenizer; returns their stats."""

@@ -74,7 +74,8 @@ def test_registry_takes_a_new_backend():
     attention.register_backend("test-only", pre, dec)
     try:
         with attention.use_backend("test-only"):
-            attention.prefill(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4))
+            x = torch.randn(1, 2, 3, 4)
+            attention.prefill(x, x, x)
             attention.decode(torch.randn(1, 2, 4), torch.randn(1, 2, 5, 4),
                              torch.randn(1, 2, 5, 4), torch.tensor([3]))
         assert calls == ["prefill", "decode"]

@@ -35,7 +35,6 @@ def tiny_store(tmp_path_factory) -> Iterator[Path]:
         gguf = write_tiny_gguf(root / "tiny.gguf")
         api.import_model(TINY, gguf)
         api.datasets.add("toy", TOY_ROWS)
-        mp.chdir(root / "home")  # TEMP-WORKAROUND: cache resolves model paths against cwd
         yield root / "home"
         api.unload()
 

@@ -1,0 +1,106 @@
+"""Runs and the task executor on a tiny random model imported into a temporary store.
+
+A random model answers gibberish, which is exactly what the failure paths need: JSON
+that never parses, flows whose items fail, cancellation mid-run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import llmos
+from llmos_jupyter.errors import ConfigError, DataError, NotFoundError
+from tests.checkpoint_factory import write_tiny_gguf
+
+
+@pytest.fixture
+def tiny(llmos_home, tmp_path):
+    path = write_tiny_gguf(tmp_path / "tiny.gguf")
+    llmos.import_model("tiny", path)
+    yield llmos.load("tiny", device="cpu", dtype="float32")
+    llmos.unload()
+
+
+def test_invalid_json_fails_the_item_keeps_raw_text_and_run_goes_on(tiny):
+    llmos.tasks.add("as-json", {
+        "inputs": ["text"], "prompt": "JSON for {text}",
+        "params": {"max_tokens": 6, "temperature": 0},
+        "output": {"type": "json", "required": ["name"], "retries": 1},
+    })
+    llmos.datasets.add("words", [{"text": w} for w in ("a", "b", "c")])
+    run = llmos.run("as-json", data="words", model="tiny", background=False)
+    assert run.status == "failed"  # every item failed, but each one was tried
+    items = run.results()
+    assert [it["status"] for it in items] == ["failed"] * 3
+    for it in items:
+        assert "invalid JSON after 2 tries" in it["error"]
+        assert it["raw_text"] is not None
+        assert it["output"] is None
+
+
+def test_text_task_records_tokens_and_usage(tiny):
+    r = llmos.run("summarize", text="hello world", model="tiny", params={"max_tokens": 5})
+    assert r.status == "succeeded"
+    rec = llmos.runs.get(r.run_id).to_dict()
+    assert rec["completion_tokens"] == r.usage["completion_tokens"] > 0
+    assert rec["prompt_tokens"] == r.usage["prompt_tokens"] > 0
+
+
+def test_choice_is_always_one_of_the_labels(tiny):
+    for text in ("x", "yy", "zzz"):
+        r = llmos.run("classify", text=text, labels="red, green, blue", model="tiny")
+        assert r.output in ("red", "green", "blue")
+
+
+def test_flow_runs_steps_in_order_and_calls_tasks(tiny):
+    llmos.tasks.add("two-step", """
+inputs: [text]
+steps:
+  - id: first
+    prompt: "A {text}"
+    params: {max_tokens: 3}
+  - id: second
+    task: summarize
+    inputs: {text: "{first} and {text}"}
+    params: {max_tokens: 3}
+""")
+    r = llmos.run("two-step", text="hi", model="tiny")
+    assert r.status == "succeeded", r.error
+    assert isinstance(r.output, str)
+
+
+def test_batched_items_equal_single_items(tiny):
+    llmos.tasks.add("echo", {"inputs": ["text"], "prompt": "{text}", "chat": False,
+                             "params": {"max_tokens": 6, "temperature": 0}})
+    texts = ["one", "two three", "four five six seven"]
+    llmos.datasets.add("echo-data", [{"text": t} for t in texts])
+    run = llmos.run("echo", data="echo-data", model="tiny", background=False)
+    batched = [it["output"] for it in run.results()]
+    single = [llmos.run("echo", text=t, model="tiny").output for t in texts]
+    assert batched == single
+
+
+def test_cancel_stops_a_background_run(tiny):
+    llmos.tasks.add("long", {"inputs": ["text"], "prompt": "{text}", "chat": False,
+                             "params": {"max_tokens": 200, "temperature": 0}})
+    llmos.datasets.add("many", [{"text": f"item {i}"} for i in range(64)])
+    run = llmos.run("long", data="many", model="tiny")
+    while run.status == "queued":
+        time.sleep(0.05)
+    run.cancel().wait(timeout=60)
+    assert run.status == "cancelled"
+    assert run.record().done < 64
+
+
+def test_errors_name_the_problem(tiny):
+    with pytest.raises(NotFoundError, match="did you mean 'summarize'"):
+        llmos.run("summarise", text="x", model="tiny")
+    with pytest.raises(ConfigError, match="missing"):
+        llmos.run("qa", context="x", model="tiny")
+    llmos.datasets.add("cols", [{"body": "x"}])
+    with pytest.raises(DataError, match="--map text=body"):
+        llmos.run("summarize", data="cols", model="tiny")
+    with pytest.raises(ConfigError, match="no input 'nope'"):
+        llmos.run("summarize", data="cols", map={"text": "body", "nope": "body"}, model="tiny")
