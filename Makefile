@@ -29,9 +29,13 @@ lab: install
 lint: install
 	$(BIN)/ruff check .
 
-# Every test: kernels under the Triton interpreter, the real default model, notebooks.
+NOTEBOOKS := $(wildcard notebooks/0*.ipynb)
+
+# Every test: kernels under the Triton interpreter, the real default model, then the
+# tutorial notebooks executed by nbval (an error or a changed output fails).
 test: install lint
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

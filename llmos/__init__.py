@@ -12,8 +12,8 @@ from llmos_jupyter import __version__
 from llmos_jupyter.magics import load_ipython_extension, unload_ipython_extension
 
 _API_NAMES = [
-    "pull", "import_model", "list_models", "show", "rm", "cp", "create", "load", "unload",
-    "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
+    "pull", "pullable", "import_model", "list_models", "show", "rm", "cp", "create", "load",
+    "unload", "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
     "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
 ]
 

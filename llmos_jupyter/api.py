@@ -20,8 +20,8 @@ from llmos_jupyter.runtime.services import services
 from llmos_jupyter.runtime.task_runs import RunHandle, TaskResult, start_run
 
 __all__ = [
-    "pull", "import_model", "list_models", "show", "rm", "cp", "create", "load", "unload",
-    "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
+    "pull", "pullable", "import_model", "list_models", "show", "rm", "cp", "create", "load",
+    "unload", "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
     "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
 ]
 
@@ -39,6 +39,14 @@ def pull(name: str, progress: bool | Progress = True) -> dict[str, Any]:
 
     with progress_callback(progress, f"pull {name}") as cb:
         return services().models.pull(name, progress=cb).to_dict()
+
+
+def pullable() -> list[dict[str, Any]]:
+    """Models `pull` can fetch: name, description, license, size in bytes."""
+    from llmos_jupyter.store.sources import SOURCES
+
+    return [{"name": s.name, "description": s.description, "license": s.license,
+             "size_bytes": s.size} for s in SOURCES.values()]
 
 
 def import_model(name: str, path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,14 @@ try {
   page.setDefaultTimeout(120_000);
   await page.goto(url);
   await page.waitForSelector('.jp-Notebook .jp-Cell');
-  // The kernel must be idle before "Run All" (its status shows in the toolbar).
+  // JupyterLab may ask which kernel to start: take the one the notebook names.
+  const select = page.locator('.jp-Dialog button', { hasText: 'Select' });
+  try {
+    await select.waitFor({ timeout: 10_000 });
+    await select.click();
+  } catch {
+    // no dialog: the kernel started by itself
+  }
   await page.waitForSelector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
                              { timeout: 180_000 });
   // Run > Run All Cells, as a user would.

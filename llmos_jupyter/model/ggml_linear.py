@@ -3,8 +3,9 @@
 This is weight mode "ggml": the checkpoint's own quantized weights, float32 everywhere
 else. It matches float32 on the dequantized weights to float32 rounding (greedy decoding
 stays identical, see loading.AUTO_MODES) while reading 4-8 bits per weight, so it is the
-fastest exact mode on CPU. The kernel (csrc/ggml_linear.cpp) is compiled on first use
-with torch's C++ extension builder and cached; `available()` says whether that works.
+fastest exact mode on CPU. The kernels are native.py's (csrc/gemv.h): they dequantize in
+registers to exactly the dense float32 weights, so "ggml" decodes bit for bit like
+"float32" on the fused path; `available()` says whether they build here.
 
 Small batches (decode: M <= GEMV_MAX_ROWS rows) use the kernel; larger ones (prefill)
 dequantize the weight once into float32 and use the BLAS matmul, which is faster there.
@@ -12,38 +13,19 @@ dequantize the weight once into float32 and use the BLAS matmul, which is faster
 
 from __future__ import annotations
 
-import functools
-import logging
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-log = logging.getLogger(__name__)
+from llmos_jupyter.model import native
 
 GEMV_MAX_ROWS = 8
-_SOURCE = Path(__file__).with_name("csrc") / "ggml_linear.cpp"
 
 
-@functools.cache
-def _ops():
-    from torch.utils.cpp_extension import load
-
-    return load(name="llmos_ggml_linear", sources=[str(_SOURCE)],
-                extra_cflags=["-O3", "-march=native"], verbose=False)
-
-
-@functools.cache
 def available() -> bool:
-    """Whether the kernel compiles and loads here (needs a C++ compiler)."""
-    try:
-        _ops()
-        return True
-    except Exception as e:  # no compiler, no headers: callers fall back to float32
-        log.warning("GGML float32 kernels unavailable (%s); using dense float32", e)
-        return False
+    """Whether the kernels compile and load here (needs a C++ compiler)."""
+    return native.available()
 
 
 def _fp16(b: np.ndarray) -> torch.Tensor:
@@ -72,37 +54,34 @@ class GGMLLinear(nn.Module):
         else:
             start = 4 if ggml_type == "Q4_1" else 2
             qs = torch.from_numpy(b[:, :, start:].copy())  # (N, G, 16) nibbles
-            # Q4_0 is w = d*(q - 8) = d*q + (-8d): the Q4_1 form with min -8d (exact).
-            mn = _fp16(b[:, :, 2:4]) if ggml_type == "Q4_1" else -8.0 * d
+            mn = _fp16(b[:, :, 2:4]) if ggml_type == "Q4_1" else None  # Q4_0: w = d*(q-8)
         self.register_buffer("qs", qs)
         self.register_buffer("d", d)
         self.register_buffer("mn", mn)
         self.register_buffer("bias", None if bias is None else bias.float())
 
+    def mat(self) -> native.Mat:
+        """The kernels' view of this weight (valid while the buffers are)."""
+        return native.mat(self.ggml_type, self.qs, self.d, self.mn, self.bias)
+
     def dequantized(self) -> torch.Tensor:
-        """The float32 weight [N, K] (w = d*q + mn per block of 32)."""
+        """The float32 weight [N, K], rounded as gguf's dequantizer rounds it:
+        Q4_1 (d*q) + mn, Q4_0 d*(q-8), Q8_0 q*d."""
         N, K = self.out_features, self.in_features
         if self.ggml_type == "Q8_0":
             q = self.qs.float().view(N, K // 32, 32)
             return (q * self.d[..., None]).view(N, K)
         q = torch.cat([self.qs & 0x0F, self.qs >> 4], dim=-1).float()  # (N, G, 32)
+        if self.mn is None:
+            return ((q - 8) * self.d[..., None]).view(N, K)
         return (q * self.d[..., None] + self.mn[..., None]).view(N, K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)  # (M, K)
         if x2.shape[0] > GEMV_MAX_ROWS:  # compute-bound: unpack once, then BLAS
-            if self.ggml_type == "Q8_0" or x.requires_grad:
-                w = self.dequantized()
-            else:
-                w = _ops().q4_dequantize(self.qs, self.d, self.mn)
+            w = self.dequantized() if x.requires_grad else native.dequantize(self.mat())
             return F.linear(x, w, self.bias)
-        x2 = x2.float().contiguous()
-        if self.ggml_type == "Q8_0":
-            y = _ops().q8_linear(x2, self.qs, self.d)
-        else:
-            y = _ops().q4_linear(x2, self.qs, self.d, self.mn)  # (M, N)
-        if self.bias is not None:
-            y += self.bias
+        y = native.gemv(self.mat(), x2.float().contiguous())  # (M, N), bias included
         return y.view(*x.shape[:-1], self.out_features)
 
 
@@ -117,5 +96,5 @@ class FusedRMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad:
-            return _ops().rms_norm(x.contiguous(), self.weight, self.eps)
+            return native.rms_norm(x.contiguous(), self.weight, self.eps)
         return F.rms_norm(x.float(), x.shape[-1:], self.weight.float(), self.eps).to(x.dtype)

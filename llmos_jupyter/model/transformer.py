@@ -9,6 +9,8 @@ Three entry points:
   prefill(ids, lengths)        right-padded prompts -> cache [0, T), logits at each last token
   decode_step(tokens, pos)     one token per sequence at its own position, through the cache
 Attention itself is `attention.prefill` / `attention.decode`: the backend is chosen there.
+On CPU, float32-activation Llama models decode through `fused_decode` (one native call per
+step) where it applies; the torch path below stays the reference (`fused_decode = False`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from llmos_jupyter.errors import ConfigError
 from llmos_jupyter.model import attention
 from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.model.fused_decode import FusedDecoder
 from llmos_jupyter.model.kv_cache import KVCache
 from llmos_jupyter.model.rope import apply_rope, rope_tables
 
@@ -142,6 +145,10 @@ class Transformer(nn.Module):
             self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
         # A faster form of the (tied) LM head set by loading.build_model; None = dense.
         self.lm_head: nn.Module | None = None
+        # Use the fused native decode step where it applies (see fused_decode); False
+        # forces the torch path, which tests compare it against.
+        self.fused_decode = True
+        self._fused: FusedDecoder | None | bool = None  # built lazily; False = n/a
         self.init_buffers()
 
     def init_buffers(self, device: torch.device | str | None = None) -> None:
@@ -155,6 +162,10 @@ class Transformer(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.tok_embeddings.weight.device
+
+    def _apply(self, fn, recurse: bool = True):
+        self._fused = None  # .to() / .float() may move tensors the fused plan points at
+        return super()._apply(fn, recurse)
 
     # --- pieces shared by the entry points -------------------------------------------
 
@@ -213,6 +224,7 @@ class Transformer(nn.Module):
             if cache is None or not cache.fits(batch_size, max_seq_len, self.dtype, self.device):
                 layer.attn.cache = KVCache(batch_size, max_seq_len, c.n_kv_heads, c.head_dim,
                                            self.dtype, self.device)
+                self._fused = None  # the fused plan points at the old buffers
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -235,6 +247,9 @@ class Transformer(nn.Module):
     def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Feed tokens [B] at positions [B] (one per sequence); write their k/v there and
         attend to cache [0, positions[b]]. Returns float32 logits [B, V]."""
+        fused = self._fused_decoder(tokens.shape[0])
+        if fused is not None:
+            return fused.step(tokens, positions)
         x = self._embed(tokens, positions)  # (B, dim)
         cos = self.rope_cos[positions].unsqueeze(1)  # (B, 1, D): broadcast over heads
         sin = self.rope_sin[positions].unsqueeze(1)
@@ -242,6 +257,14 @@ class Transformer(nn.Module):
         for layer in self.layers:
             x = layer.decode(x, cos, sin, positions, seqlens)
         return self._head(x)
+
+    def _fused_decoder(self, batch_size: int) -> FusedDecoder | None:
+        """The fused step when it applies to this model, batch and attention backend."""
+        if not self.fused_decode or attention.get_backend(self.device) != "sdpa":
+            return None
+        if self._fused is None:
+            self._fused = FusedDecoder.build(self) or False
+        return self._fused if self._fused and self._fused.applies(batch_size) else None
 
     def _check_len(self, n: int) -> None:
         if n > self.config.max_seq_len:

@@ -65,10 +65,11 @@ def record(data: dict[str, Any], width: int = 200) -> str:
 def progress_bar(fraction: float, width_px: int = 120) -> str:
     """A small inline progress bar; `fraction` is clamped to 0..1."""
     f = min(max(float(fraction), 0.0), 1.0)
-    return (f"<div style='width:{width_px}px;height:10px;background:var(--jp-layout-color3,#eee);"
+    return (f"<span style='white-space:nowrap'><div style='width:{width_px}px;height:10px;"
+            "background:var(--jp-layout-color3,#eee);"
             f"display:inline-block;vertical-align:middle'><div style='width:{f * 100:.1f}%;"
             "height:100%;background:var(--jp-brand-color1,#1976d2)'></div></div>"
-            f" {f * 100:.0f}%")
+            f" {f * 100:.0f}%</span>")
 
 
 def preformatted(text: str) -> str:

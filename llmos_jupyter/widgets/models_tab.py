@@ -11,9 +11,10 @@ from llmos_jupyter import api
 from llmos_jupyter.widgets import html
 from llmos_jupyter.widgets.background import Jobs
 
-# What the Pull box offers first. The API has no list of pullable names yet (see the
-# report); this is the default model every fresh install pulls.
-DEFAULT_PULL = "smollm2-135m-instruct"
+# The details pane leaves out what only a developer reads (checksums, the full template).
+DETAIL_KEYS = ("name", "kind", "base", "format", "arch", "params", "quantization",
+               "context_length", "size_bytes", "source", "license", "system", "default_params",
+               "presets", "path", "created_at")
 COLUMNS = ["name", "kind", "arch", "params", "quantization", "context_length", "size",
            "loaded"]
 
@@ -38,8 +39,9 @@ class ModelsTab(w.VBox):
         self.jobs = Jobs("models", self._fail)
         self.table = w.HTML()
         self.name = w.Dropdown(description="Model", options=[])
-        self.pull_name = w.Combobox(description="Pull", value=DEFAULT_PULL,
-                                    options=[DEFAULT_PULL], ensure_option=False)
+        pullable = [p["name"] for p in api.pullable()]
+        self.pull_name = w.Combobox(description="Pull", value=pullable[0] if pullable else "",
+                                    options=pullable, ensure_option=False)
         self.pull_button = w.Button(description="Pull", icon="download")
         self.load_button = w.Button(description="Load", icon="play", button_style="primary")
         self.unload_button = w.Button(description="Unload", icon="eject")
@@ -102,7 +104,8 @@ class ModelsTab(w.VBox):
         def job() -> None:
             info = api.show(name)
             if self.name.value == name:  # the user may have picked another meanwhile
-                self.details.value = html.record(info)
+                self.details.value = html.record(
+                    {k: info[k] for k in DETAIL_KEYS if info.get(k) not in (None, "", {}, [])})
 
         self.jobs.start(job)
 

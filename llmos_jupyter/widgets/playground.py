@@ -17,6 +17,7 @@ from llmos_jupyter.widgets.background import Jobs
 # Pushing every token to the browser costs a message each; 20 updates a second reads as
 # smooth streaming and keeps the comm channel quiet on fast models.
 STREAM_INTERVAL_S = 0.05
+WIDE = {"description_width": "initial"}  # show slider names in full
 
 
 class Playground(w.VBox):
@@ -44,10 +45,11 @@ class Playground(w.VBox):
         self.prompt = w.Textarea(value=prompt, placeholder="Type a prompt…",
                                  layout=w.Layout(width="100%", height="90px"))
         self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
-                                         description="temperature")
+                                         description="temperature", style=WIDE)
         self.top_p = w.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05,
-                                   description="top_p")
-        self.max_tokens = w.IntSlider(value=max_tokens, min=1, max=1024, description="max_tokens")
+                                   description="top_p", style=WIDE)
+        self.max_tokens = w.IntSlider(value=max_tokens, min=1, max=1024, description="max_tokens",
+                                        style=WIDE)
         self.chat = w.Checkbox(value=chat, description="chat template", indent=False)
         self.generate_button = w.Button(description="Generate", icon="play",
                                         button_style="primary")

@@ -12,7 +12,7 @@ from llmos_jupyter import api
 from llmos_jupyter.widgets import html
 from llmos_jupyter.widgets.background import Jobs, Poller
 
-COLUMNS = ["id", "task", "model", "dataset", "status", "bar", "done", "created_at"]
+COLUMNS = ["id", "task", "model", "dataset", "status", "progress", "done", "created"]
 RESULT_COLUMNS = ["idx", "inputs", "output", "status", "error", "tokens"]
 FINAL = {"succeeded", "failed", "cancelled", "interrupted"}
 
@@ -96,10 +96,12 @@ class RunsTab(w.VBox):
         """Re-read recent runs and the selected run's progress and results."""
         with self._lock:
             runs = api.runs.list(limit=self.limit)
-            rows = [{**r, "bar": html.progress_bar(r["progress"]["fraction"]),
-                     "done": f"{r['progress']['done']}/{r['progress']['total']}"} for r in runs]
+            rows = [{**r, "progress": html.progress_bar(r["progress"]["fraction"]),
+                     "done": f"{r['progress']['done']}/{r['progress']['total']}",
+                     "created": (r.get("created_at") or "")[:19].replace("T", " ")}
+                    for r in runs]
             self._set("table", self.table, "value",
-                      html.table(rows, COLUMNS, empty="No runs yet.", raw=("bar",)))
+                      html.table(rows, COLUMNS, empty="No runs yet.", raw=("progress",)))
             options = [(_label(r), r["id"]) for r in runs]
             if self.selected and self.selected not in {r["id"] for r in runs}:
                 try:  # an older run picked by id: keep it selectable

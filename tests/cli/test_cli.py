@@ -35,6 +35,8 @@ def llmos_fails(capsys, *argv: str) -> str:
 
 
 def test_model_verbs(store_home, tmp_path, capsys):
+    assert llmos_json(capsys, "pull", MODEL)["name"] == MODEL  # already pulled: a no-op
+    assert isinstance(llmos_json(capsys, "ps"), list)
     rows = llmos_json(capsys, "list")
     assert {"name", "kind", "arch", "quantization", "created_at"} <= set(rows[0])
     assert MODEL in [r["name"] for r in rows]

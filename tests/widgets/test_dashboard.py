@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 
 import pytest
@@ -74,7 +75,9 @@ def test_data_tab_preview_stats_histogram(dash):
     assert d.dataset.value == "toy" and d.column.value == "text"
     assert "hello world" in d.preview.value and "greeting" in d.preview.value
     assert "text" in d.stats.value and "str" in d.stats.value
-    assert "<svg" in d.histogram.value  # matplotlib is installed
+    # An SVG from matplotlib when installed (it is not a declared dependency), else div bars.
+    drawn = "<svg" if importlib.util.find_spec("matplotlib") else "rows'"
+    assert drawn in d.histogram.value
     assert d.unit == "chars" and d.lengths == [len(r["text"]) for r in TOY_ROWS]
 
     model = api.load(TINY)  # with a model loaded, lengths are in its tokens

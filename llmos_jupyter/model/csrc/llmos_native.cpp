@@ -1,0 +1,207 @@
+// LLMOS's native CPU kernels: plain C ABI, no torch headers (builds in ~1-2 s with g++),
+// loaded with ctypes by native.py and handed raw pointers of torch tensors.
+//
+//   llmos_gemv         y = x W^T (+ b) for dense float32 or GGML-block W (gemv.h)
+//   llmos_dequantize   the float32 weight of GGML blocks (for prefill's BLAS matmul)
+//   llmos_rms_norm     RMSNorm rows
+//   llmos_decode_step  one whole decode step of a Llama-family model for B sequences,
+//                      inside ONE OpenMP parallel region: embedding -> 30 x (rmsnorm, qkv,
+//                      rope, cache write, GQA attention, o-proj + residual, rmsnorm,
+//                      gate/up, silu*up, down + residual) -> rmsnorm -> LM head.
+//                      Eager torch spends ~15 small ops per layer here; this spends one
+//                      call per token and a barrier between dependent steps.
+// All math is float32, written to follow the torch reference path (transformer.py).
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "gemv.h"
+
+extern "C" {
+
+struct Layer {
+  const float* attn_norm;
+  const float* ffn_norm;
+  Mat wqkv, wo, w_in, w_out;
+  float* k_cache;  // [B_max, Hkv, S, D]
+  float* v_cache;
+};
+
+struct Model {
+  int32_t n_layers, dim, n_heads, n_kv_heads, head_dim, ffn_dim, vocab, cache_len;
+  float eps;
+  int32_t pad;
+  const float* embed;     // [vocab, dim]
+  const float* rope_cos;  // [max_seq_len, D]
+  const float* rope_sin;  // [max_seq_len, D], first half negated (rope.rope_tables)
+  const float* final_norm;
+  Mat head;
+  const Layer* layers;
+};
+
+int llmos_abi_version() { return 1; }
+
+}  // extern "C"
+
+namespace {
+
+// sum(a*b) over n (a multiple of 16 or not) with 16 partial sums, so it vectorizes.
+inline float dot(const float* a, const float* b, int n) {
+  float acc[16] = {0};
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j];
+  float s = 0.f;
+  for (int j = 0; j < 16; ++j) s += acc[j];
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void rms_norm_row(const float* x, const float* w, int K, float eps, float* y) {
+  const float r = 1.f / std::sqrt(dot(x, x, K) / float(K) + eps);
+  for (int k = 0; k < K; ++k) y[k] = w[k] * (x[k] * r);
+}
+
+// Rotate one head vector in place (rotate_half layout): [x1, x2] * cos + [x2, x1] * sin.
+void rope(float* x, const float* cos, const float* sin, int D) {
+  const int h = D / 2;
+  float t[512];  // head_dim <= 512 (checked in Python)
+  for (int i = 0; i < D; ++i) t[i] = x[i] * cos[i] + x[i < h ? i + h : i - h] * sin[i];
+  std::memcpy(x, t, sizeof(float) * D);
+}
+
+// softmax(q . k_j / sqrt(D)) . v over positions j < L of one KV head; `s` holds L floats.
+void attend(const float* q, const float* kc, const float* vc, int L, int D, float* s,
+            float* out) {
+  const float scale = 1.f / std::sqrt(float(D));
+  float mx = -INFINITY;
+  for (int j = 0; j < L; ++j) {
+    s[j] = dot(q, kc + size_t(j) * D, D) * scale;
+    mx = s[j] > mx ? s[j] : mx;
+  }
+  float total = 0.f;
+  for (int j = 0; j < L; ++j) total += (s[j] = std::exp(s[j] - mx));
+  for (int i = 0; i < D; ++i) out[i] = 0.f;
+  for (int j = 0; j < L; ++j) {
+    const float p = s[j] / total;
+    const float* v = vc + size_t(j) * D;
+    for (int i = 0; i < D; ++i) out[i] += p * v[i];
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// y [M, N] = x [M, K] W^T (+ bias), on n_threads threads.
+void llmos_gemv(const Mat* A, const float* x, int M, float* y, int n_threads) {
+#pragma omp parallel num_threads(n_threads)
+  gemv_shared(*A, x, M, y, A->N, false);
+}
+
+// w [N, K] = the float32 weight of A's blocks, rounded as gguf's numpy dequantizer does.
+void llmos_dequantize(const Mat* A, float* w, int n_threads) {
+  const int64_t G = A->K / 32, nb = int64_t(A->N) * G;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (int64_t b = 0; b < nb; ++b) {
+    float* o = w + b * 32;
+    const float d = A->d[b];
+    if (A->kind == Q8_0) {
+      const int8_t* q = static_cast<const int8_t*>(A->w) + b * 32;
+      for (int j = 0; j < 32; ++j) o[j] = float(q[j]) * d;
+      continue;
+    }
+    const uint8_t* q = static_cast<const uint8_t*>(A->w) + b * 16;
+    for (int j = 0; j < 16; ++j) {
+      const int lo = q[j] & 15, hi = q[j] >> 4;
+      if (A->kind == Q4_1) {
+        o[j] = d * float(lo) + A->m[b];
+        o[j + 16] = d * float(hi) + A->m[b];
+      } else {
+        o[j] = d * float(lo - 8);
+        o[j + 16] = d * float(hi - 8);
+      }
+    }
+  }
+}
+
+void llmos_rms_norm(const float* x, const float* w, int M, int K, float eps, float* y) {
+  for (int m = 0; m < M; ++m) rms_norm_row(x + size_t(m) * K, w, K, eps, y + size_t(m) * K);
+}
+
+// Floats of scratch llmos_decode_step needs for B rows.
+int64_t llmos_decode_scratch(const Model* md, int B) {
+  const int64_t qkv = int64_t(md->n_heads + 2 * md->n_kv_heads) * md->head_dim;
+  return int64_t(B) * (2 * md->dim + qkv + md->n_heads * md->head_dim + 3 * md->ffn_dim +
+                       int64_t(md->n_heads) * md->cache_len);
+}
+
+// One decode step: tokens[b] at positions[b] for b < B; k/v written at positions[b],
+// attention over cache [0, positions[b]]; logits [B, vocab] out. Returns 0, or -1 (and
+// computes nothing) when a token or position is out of range.
+int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64_t* positions,
+                      float* logits, float* scratch, int n_threads) {
+  for (int b = 0; b < B; ++b)
+    if (tokens[b] < 0 || tokens[b] >= md->vocab || positions[b] < 0 ||
+        positions[b] >= md->cache_len)
+      return -1;
+  const int dim = md->dim, Hq = md->n_heads, Hkv = md->n_kv_heads, D = md->head_dim;
+  const int F = md->ffn_dim, QKV = (Hq + 2 * Hkv) * D, S = md->cache_len;
+  float* x = scratch;              // [B, dim] residual stream
+  float* h = x + B * dim;          // [B, dim] normed
+  float* qkv = h + B * dim;        // [B, QKV]
+  float* att = qkv + B * QKV;      // [B, Hq*D]
+  float* ff = att + B * Hq * D;    // [B, 2F] gate | up
+  float* act = ff + B * 2 * F;     // [B, F]
+  float* scores = act + B * F;     // [B*Hq, S]
+#pragma omp parallel num_threads(n_threads)
+  {
+#pragma omp for schedule(static)
+    for (int b = 0; b < B; ++b)
+      std::memcpy(x + b * dim, md->embed + size_t(tokens[b]) * dim, sizeof(float) * dim);
+    for (int l = 0; l < md->n_layers; ++l) {
+      const Layer& L = md->layers[l];
+#pragma omp for schedule(static)
+      for (int b = 0; b < B; ++b) rms_norm_row(x + b * dim, L.attn_norm, dim, md->eps, h + b * dim);
+      gemv_shared(L.wqkv, h, B, qkv, QKV, false);
+      // RoPE on q and k heads; k and v heads go to the cache at their row's position.
+#pragma omp for schedule(static)
+      for (int t = 0; t < B * (Hq + 2 * Hkv); ++t) {
+        const int b = t / (Hq + 2 * Hkv), head = t % (Hq + 2 * Hkv);
+        const int64_t pos = positions[b];
+        float* v = qkv + b * QKV + head * D;
+        if (head < Hq + Hkv) rope(v, md->rope_cos + pos * D, md->rope_sin + pos * D, D);
+        if (head >= Hq) {
+          const int kv = head < Hq + Hkv ? head - Hq : head - Hq - Hkv;
+          float* cache = head < Hq + Hkv ? L.k_cache : L.v_cache;
+          std::memcpy(cache + ((size_t(b) * Hkv + kv) * S + pos) * D, v, sizeof(float) * D);
+        }
+      }
+      // GQA: query head hq reads KV head hq / (Hq / Hkv).
+#pragma omp for schedule(static)
+      for (int t = 0; t < B * Hq; ++t) {
+        const int b = t / Hq, hq = t % Hq, kv = hq / (Hq / Hkv);
+        const size_t base = (size_t(b) * Hkv + kv) * S * D;
+        attend(qkv + b * QKV + hq * D, L.k_cache + base, L.v_cache + base,
+               int(positions[b] + 1), D, scores + size_t(t) * S, att + b * Hq * D + hq * D);
+      }
+      gemv_shared(L.wo, att, B, x, dim, true);
+#pragma omp for schedule(static)
+      for (int b = 0; b < B; ++b) rms_norm_row(x + b * dim, L.ffn_norm, dim, md->eps, h + b * dim);
+      gemv_shared(L.w_in, h, B, ff, 2 * F, false);
+#pragma omp for schedule(static)
+      for (int i = 0; i < B * F; ++i) {
+        const float g = ff[(i / F) * 2 * F + i % F], up = ff[(i / F) * 2 * F + F + i % F];
+        act[i] = g / (1.f + std::exp(-g)) * up;  // silu(gate) * up
+      }
+      gemv_shared(L.w_out, act, B, x, dim, true);
+    }
+#pragma omp for schedule(static)
+    for (int b = 0; b < B; ++b) rms_norm_row(x + b * dim, md->final_norm, dim, md->eps, h + b * dim);
+    gemv_shared(md->head, h, B, logits, md->vocab, false);
+  }
+  return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,176 @@
+"""Build and load LLMOS's native CPU kernels (csrc/llmos_native.cpp) with ctypes.
+
+The kernels are plain C++ with no torch headers, so `g++ -O3 -march=native -fopenmp`
+builds them in ~1-2 s (torch's cpp_extension took 1-1.5 min, an unacceptable first-load
+delay). The library is cached under ~/.cache/llmos/kernels/<hash>/ where the hash covers
+the sources, the flags, the compiler and the CPU's feature flags, so a changed source or
+a different machine never loads a stale build; it is written to a temporary name and
+renamed, so concurrent builders never see a half-written file.
+
+Callers pass raw pointers (`tensor.data_ptr()`); a ctypes call costs ~1-2 us, fine for
+the one call per decode step of the fused path. `build()` warms the cache (`make install`
+runs it); `available()` says whether the kernels work here (no compiler: the callers fall
+back to torch in float32, with a logged warning).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = ("llmos_native.cpp", "gemv.h")
+# -ffp-contract=off: the kernels rely on (d*q) + m rounding twice, like the dequantizer.
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC")
+ABI_VERSION = 1
+KINDS = {"F32": 0, "Q4_0": 1, "Q4_1": 2, "Q8_0": 3}
+
+
+class Mat(ctypes.Structure):
+    """One weight matrix [N, K] for the kernels (gemv.h's struct Mat)."""
+
+    _fields_ = [("kind", ctypes.c_int32), ("N", ctypes.c_int32), ("K", ctypes.c_int32),
+                ("pad", ctypes.c_int32), ("w", ctypes.c_void_p), ("d", ctypes.c_void_p),
+                ("m", ctypes.c_void_p), ("bias", ctypes.c_void_p)]
+
+
+def mat(kind: str, w: torch.Tensor, d: torch.Tensor | None = None,
+        m: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> Mat:
+    """A Mat over contiguous CPU tensors: w float32 [N, K] (kind "F32"), uint8 [N, K/32, 16]
+    (Q4_0 / Q4_1) or int8 [N, K] (Q8_0); d, m float32 [N, K/32]; bias float32 [N].
+    The caller keeps the tensors alive as long as the Mat is used."""
+    N = w.shape[0]
+    K = w.shape[1] if kind in ("F32", "Q8_0") else w.shape[1] * 32
+    for t in (w, d, m, bias):
+        if t is not None and not (t.is_contiguous() and t.device.type == "cpu"):
+            raise ValueError("native kernels need contiguous CPU tensors")
+    ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+    return Mat(KINDS[kind], N, K, 0, ptr(w), ptr(d), ptr(m), ptr(bias))
+
+
+def cache_dir() -> Path:
+    """Where built kernels live: $LLMOS_KERNEL_CACHE, else $XDG_CACHE_HOME/llmos/kernels."""
+    if os.environ.get("LLMOS_KERNEL_CACHE"):
+        return Path(os.environ["LLMOS_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "llmos" / "kernels"
+
+
+def _compiler() -> str:
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if not cxx:
+        raise RuntimeError("no C++ compiler found (install g++ or set CXX)")
+    return cxx
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return ""
+
+
+def _library_path(cxx: str) -> Path:
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update((CSRC / name).read_bytes())
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    h.update(" ".join(FLAGS).encode() + version.encode() + _cpu_flags().encode())
+    return cache_dir() / h.hexdigest()[:16] / "libllmos_native.so"
+
+
+def build() -> Path:
+    """Compile the kernels into the cache (no-op when already there); return the library.
+
+    Raises RuntimeError (with the compiler's message) when there is no compiler or the
+    build fails. `make install` calls this so the first model load does not wait for it.
+    """
+    cxx = _compiler()
+    lib = _library_path(cxx)
+    if lib.exists():
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+    os.close(fd)
+    try:
+        cmd = [cxx, *FLAGS, "-o", tmp, str(CSRC / "llmos_native.cpp")]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"building {CSRC / 'llmos_native.cpp'} failed:\n{done.stderr}")
+        os.replace(tmp, lib)  # atomic: readers see no file or the whole file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("built native kernels into %s", lib)
+    return lib
+
+
+@functools.cache
+def lib() -> ctypes.CDLL:
+    """The loaded kernel library (built on first use); raises RuntimeError if it cannot be."""
+    so = ctypes.CDLL(str(build()))
+    if so.llmos_abi_version() != ABI_VERSION:
+        raise RuntimeError(f"{so._name}: ABI {so.llmos_abi_version()}, expected {ABI_VERSION}")
+    P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    so.llmos_gemv.argtypes = [ctypes.POINTER(Mat), P, I, P, I]
+    so.llmos_dequantize.argtypes = [ctypes.POINTER(Mat), P, I]
+    so.llmos_rms_norm.argtypes = [P, P, I, I, F, P]
+    so.llmos_decode_scratch.argtypes = [P, I]
+    so.llmos_decode_scratch.restype = ctypes.c_int64
+    so.llmos_decode_step.argtypes = [P, I, P, P, P, P, I]
+    so.llmos_decode_step.restype = ctypes.c_int
+    for f in (so.llmos_gemv, so.llmos_dequantize, so.llmos_rms_norm):
+        f.restype = None
+    return so
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the native kernels build and load here (needs a C++ compiler)."""
+    try:
+        lib()
+        return True
+    except Exception as e:  # no compiler, failed build: callers fall back to torch
+        log.warning("native CPU kernels unavailable (%s); using torch float32 paths", e)
+        return False
+
+
+def threads() -> int:
+    """Threads the kernels use: torch's setting, so `torch.set_num_threads` governs both."""
+    return torch.get_num_threads()
+
+
+def gemv(A: Mat, x: torch.Tensor) -> torch.Tensor:
+    """y [M, N] = x [M, K] W^T (+ bias) for contiguous float32 x."""
+    y = torch.empty(x.shape[0], A.N, dtype=torch.float32)
+    lib().llmos_gemv(ctypes.byref(A), x.data_ptr(), x.shape[0], y.data_ptr(), threads())
+    return y
+
+
+def dequantize(A: Mat) -> torch.Tensor:
+    """The float32 weight [N, K] of A's blocks (bit for bit gguf's numpy dequantizer)."""
+    w = torch.empty(A.N, A.K, dtype=torch.float32)
+    lib().llmos_dequantize(ctypes.byref(A), w.data_ptr(), threads())
+    return w
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm of contiguous float32 x [..., K] with float32 weight [K]."""
+    y = torch.empty_like(x)
+    K = x.shape[-1]
+    lib().llmos_rms_norm(x.data_ptr(), weight.data_ptr(), x.numel() // K, K, eps, y.data_ptr())
+    return y
