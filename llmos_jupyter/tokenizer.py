@@ -25,7 +25,7 @@ import codecs
 import functools
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,36 +198,31 @@ def build_tables(spec: TokenizerSpec) -> BpeTables:
     return BpeTables(ranks, rank_to_id, id_bytes, specials, merge_ranks, missing)
 
 
-def bpe_by_merge_rank(piece: bytes, merge_ranks: dict[tuple[bytes, bytes], int]) -> list[bytes]:
-    """Merge-list BPE as HF/llama.cpp run it: repeatedly join the adjacent pair with the
-    lowest merge index (leftmost on ties). Slow pure Python: reference and rare paths."""
+def _bpe(piece: bytes, rank_of: Callable[[bytes, bytes], int | None]) -> list[bytes]:
+    """Repeatedly join the adjacent pair with the lowest rank (leftmost on ties)."""
     parts = [piece[i:i + 1] for i in range(len(piece))]
     while len(parts) > 1:
         best, at = None, -1
         for i in range(len(parts) - 1):
-            rank = merge_ranks.get((parts[i], parts[i + 1]))
+            rank = rank_of(parts[i], parts[i + 1])
             if rank is not None and (best is None or rank < best):
                 best, at = rank, i
         if best is None:
             break
         parts[at:at + 2] = [parts[at] + parts[at + 1]]
     return parts
+
+
+def bpe_by_merge_rank(piece: bytes, merge_ranks: dict[tuple[bytes, bytes], int]) -> list[bytes]:
+    """Merge-list BPE as HF/llama.cpp run it: the pair with the lowest merge index joins
+    first. Slow pure Python: reference and rare paths."""
+    return _bpe(piece, lambda a, b: merge_ranks.get((a, b)))
 
 
 def bpe_by_token_rank(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
-    """tiktoken's rule in Python, without its whole-piece shortcut: repeatedly join the
-    adjacent pair whose concatenation has the lowest rank (leftmost on ties)."""
-    parts = [piece[i:i + 1] for i in range(len(piece))]
-    while len(parts) > 1:
-        best, at = None, -1
-        for i in range(len(parts) - 1):
-            rank = ranks.get(parts[i] + parts[i + 1])
-            if rank is not None and (best is None or rank < best):
-                best, at = rank, i
-        if best is None:
-            break
-        parts[at:at + 2] = [parts[at] + parts[at + 1]]
-    return parts
+    """tiktoken's rule in Python, without its whole-piece shortcut: the pair whose
+    concatenation has the lowest token rank joins first."""
+    return _bpe(piece, lambda a, b: ranks.get(a + b))
 
 
 def bpe_conflicts(tables: BpeTables, whole_piece_shortcut: bool = False) -> list[bytes]:

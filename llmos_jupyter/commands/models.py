@@ -8,21 +8,11 @@ import json
 from llmos_jupyter import api
 from llmos_jupyter.commands.output import Message, Output, Record, Table
 from llmos_jupyter.commands.table import CommandError, Context
+from llmos_jupyter.humanize import human_bytes
 
 MODEL_COLUMNS = ["name", "kind", "arch", "params", "quantization", "size", "created_at"]
 SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
             "stop", "seed")
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
 
 
 def _model_row(d: dict) -> dict:

@@ -8,6 +8,7 @@ import ipywidgets as w
 import traitlets as t
 
 from llmos_jupyter import api
+from llmos_jupyter.humanize import human_bytes
 from llmos_jupyter.widgets import html
 from llmos_jupyter.widgets.background import Jobs
 
@@ -17,16 +18,6 @@ DETAIL_KEYS = ("name", "kind", "base", "format", "arch", "params", "quantization
                "presets", "path", "created_at")
 COLUMNS = ["name", "kind", "arch", "params", "quantization", "context_length", "size",
            "loaded"]
-
-
-def _size(n: int | None) -> str:
-    if not n:
-        return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
 
 
 class ModelsTab(w.VBox):
@@ -86,7 +77,7 @@ class ModelsTab(w.VBox):
         except Exception as e:  # the store may be unreadable; say so in the tab
             self.table.value = html.error(html.describe_error(e))
             return
-        rows = [{**m, "size": _size(m.get("size_bytes")),
+        rows = [{**m, "size": human_bytes(m.get("size_bytes")),
                  "loaded": "●" if m["name"] in loaded else ""} for m in models]
         self.table.value = html.table(rows, COLUMNS, empty="No models yet: pull one below.")
         names = [m["name"] for m in models]
