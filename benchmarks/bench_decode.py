@@ -4,9 +4,9 @@ Loads the default model (SmolLM2-135M-Instruct Q4_1 GGUF) through our GGUF reade
 through transformers, in the same process, and measures for each of
   ours float32, ours auto (the mode dtype="auto" picks), transformers float32 / bfloat16:
   greedy decode of --tokens tokens (tok/s, excluding the prompt) and a --prompt-len
-  prefill (tok/s). Prints the ratios we are held to (ours fp32 / HF fp32 >= 1.3,
-  ours auto / HF bf16 >= 3), the distance to llama.cpp, the fraction of the memory
-  bandwidth limit reached, and whether greedy outputs match.
+  prefill (tok/s, best of PREFILL_REPEAT). Prints the ratios we are held to (ours fp32 /
+  HF fp32 >= 1.3, ours auto / HF bf16 >= 3), the distance to llama.cpp, the fraction of
+  the memory read bandwidth reached, and whether greedy outputs match.
 
     PYTHONPATH=.:kernels .venv/bin/python benchmarks/bench_decode.py --threads 2
 """
@@ -22,6 +22,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GGUF = REPO / ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+PREFILL_REPEAT = 3  # prefill timings per model (the best counts; the same for every model)
+# WARM_UP: every model runs one full-length prefill untimed first. The first prefill of
+# that size in a process pays page faults for fresh multi-MB activations (glibc mmaps them
+# until its adaptive threshold rises), so without it whichever model ran first lost ~15%.
 LLAMA_CPP_FACT = 117.0  # tok/s decode, FACTS.md (llama-cpp-python 0.3.36, 2 threads)
 PROMPT = (
     "<|im_start|>user\nWrite a short story about a robot who learns to paint.<|im_end|>\n"
@@ -30,14 +34,16 @@ PROMPT = (
 
 
 def memory_bandwidth() -> float:
-    """Bytes/s of a large tensor copy (read + write counted), measured now."""
+    """Bytes/s of streaming reads (the sum of a 256 MiB tensor, best of 5), measured now:
+    a decode step streams its weights once, so this is the bound it is compared with."""
     src = torch.ones(64 * 2**20)  # 256 MiB
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    t = time.perf_counter()
+    src.sum()
+    best = float("inf")
     for _ in range(5):
-        dst.copy_(src)
-    return 2 * src.nbytes * 5 / (time.perf_counter() - t)
+        t = time.perf_counter()
+        src.sum()
+        best = min(best, time.perf_counter() - t)
+    return src.nbytes / best
 
 
 def weight_bytes_per_token(model: torch.nn.Module) -> int:
@@ -68,12 +74,21 @@ def ours_decode(model, prompt: list[int], n: int) -> tuple[float, list[int]]:
     return n / dt, torch.cat(out).tolist()
 
 
+def best_of(fn, repeat: int = PREFILL_REPEAT) -> float:
+    """Shortest of `repeat` timed calls: one ~1 s prefill on a shared machine can be off by
+    20% either way, and the best run is the one least disturbed."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def ours_prefill(model, ids: torch.Tensor) -> float:
     model.setup_caches(1, ids.shape[1])
-    model.prefill(ids[:, :32], torch.tensor([32]))  # warm up
-    t = time.perf_counter()
-    model.prefill(ids, torch.tensor([ids.shape[1]]))
-    return ids.shape[1] / (time.perf_counter() - t)
+    model.prefill(ids, torch.tensor([ids.shape[1]]))  # warm up: see WARM_UP
+    return ids.shape[1] / best_of(lambda: model.prefill(ids, torch.tensor([ids.shape[1]])))
 
 
 @torch.inference_mode()
@@ -91,10 +106,8 @@ def hf_decode(model, prompt: list[int], n: int) -> tuple[float, list[int]]:
 
 @torch.inference_mode()
 def hf_prefill(model, ids: torch.Tensor) -> float:
-    model(ids[:, :32], logits_to_keep=1)
-    t = time.perf_counter()
-    model(ids, use_cache=True, logits_to_keep=1)
-    return ids.shape[1] / (time.perf_counter() - t)
+    model(ids, use_cache=True, logits_to_keep=1)  # warm up: see WARM_UP
+    return ids.shape[1] / best_of(lambda: model(ids, use_cache=True, logits_to_keep=1))
 
 
 def llama_cpp_decode(path: Path, prompt: list[int], n: int, threads: int) -> float | None:
@@ -165,7 +178,7 @@ def main() -> None:
     by = {r["run"]: r for r in rows}
     o32, oauto = by["ours float32"], by[f"ours auto ({auto_mode})"]
     h32, h16 = by["transformers float32"], by["transformers bfloat16"]
-    print(f"\nmemory copy bandwidth (read+write, measured): {bandwidth / 1e9:.1f} GB/s")
+    print(f"\nmemory read bandwidth (streaming, measured): {bandwidth / 1e9:.1f} GB/s")
     print(f"ours float32 / transformers float32: decode "
           f"{o32['decode_tok_s'] / h32['decode_tok_s']:.2f}x (need >= 1.3x), prefill "
           f"{o32['prefill_tok_s'] / h32['prefill_tok_s']:.2f}x")

@@ -78,9 +78,16 @@ class FusedDecoder:
     @staticmethod
     def build(model: nn.Module) -> FusedDecoder | None:
         """The fused step for `model`, or None when it does not apply (see module doc)."""
+        if any(layer.attn.cache is None for layer in model.layers):
+            return None  # decode_step without setup_caches: the torch path raises for it
         if not supports(model) or not native.available():
             return None
         return FusedDecoder(model)
+
+    def __reduce__(self):
+        # Copies and pickles of a model carry no plan (ctypes pointers cannot be copied,
+        # and would point at the original's tensors): the copy builds its own on first use.
+        return _no_plan, ()
 
     # --- plan construction ------------------------------------------------------------
 
@@ -130,6 +137,10 @@ class FusedDecoder:
         return logits
 
 
+def _no_plan() -> None:
+    return None
+
+
 def _is_float32_linear(m: nn.Module) -> bool:
     if isinstance(m, GGMLLinear):
         return True
@@ -155,6 +166,4 @@ def supports(model: nn.Module) -> bool:
         None if c.tie_embeddings else model.output)
     if head is not None:
         linears.append(head)
-    if any(layer.attn.cache is None for layer in model.layers):
-        return False
     return all(_is_float32_linear(m) for m in linears)

@@ -40,9 +40,10 @@ _DENSE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 #   ggml (Q4_1/Q8_0 blocks x float32 activations, float32 accumulation) -> identical on all
 # Torch's fast int4/int8 CPU kernels round activations AND outputs to bfloat16 (2^-9
 # relative per matmul); keeping everything else in float32 does not prevent flips. Our
-# own kernel (csrc/ggml_linear.cpp) keeps float32 end to end while reading the 4-bit
-# blocks, and is also faster than torch's int4 kernel per token (it reads the LM head as
-# Q8_0: 2x fewer bytes than int8 + scales... and 3x fewer than float32).
+# own kernels (csrc/gemv.h) keep float32 end to end while reading the 4-bit blocks, and
+# dequantize in registers to exactly float32's weights with float32's summation order:
+# the fused decode step of "ggml" is bit for bit that of "float32" (tests check it), at
+# ~1/5 of the bytes per token (the LM head is read as Q8_0).
 # So: CPU auto = "ggml" for checkpoints with GGML blocks (float32 when the kernel cannot
 # be compiled or nothing is quantized — float32 is then the only mode that is identical).
 # CUDA auto = bfloat16 (as specified; the CPU kernel does not run there).

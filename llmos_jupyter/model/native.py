@@ -30,8 +30,9 @@ import torch
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("llmos_native.cpp", "gemv.h")
-# -ffp-contract=off: the kernels rely on (d*q) + m rounding twice, like the dequantizer.
+SOURCES = ("llmos_native.cpp", "gemv.h", "attention.h")
+# -ffp-contract=off: no FMAs the source did not ask for, so RMSNorm / RoPE round like
+# torch's separate ops (the GEMV kernels use explicit FMAs where they are exact).
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC")
 ABI_VERSION = 1
 KINDS = {"F32": 0, "Q4_0": 1, "Q4_1": 2, "Q8_0": 3}
@@ -125,13 +126,13 @@ def lib() -> ctypes.CDLL:
     so = ctypes.CDLL(str(build()))
     if so.llmos_abi_version() != ABI_VERSION:
         raise RuntimeError(f"{so._name}: ABI {so.llmos_abi_version()}, expected {ABI_VERSION}")
-    P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-    so.llmos_gemv.argtypes = [ctypes.POINTER(Mat), P, I, P, I]
-    so.llmos_dequantize.argtypes = [ctypes.POINTER(Mat), P, I]
-    so.llmos_rms_norm.argtypes = [P, P, I, I, F, P]
-    so.llmos_decode_scratch.argtypes = [P, I]
+    P, Int, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    so.llmos_gemv.argtypes = [ctypes.POINTER(Mat), P, Int, P, Int]
+    so.llmos_dequantize.argtypes = [ctypes.POINTER(Mat), P, Int]
+    so.llmos_rms_norm.argtypes = [P, P, Int, Int, F, P]
+    so.llmos_decode_scratch.argtypes = [P, Int]
     so.llmos_decode_scratch.restype = ctypes.c_int64
-    so.llmos_decode_step.argtypes = [P, I, P, P, P, P, I]
+    so.llmos_decode_step.argtypes = [P, Int, P, P, P, P, Int]
     so.llmos_decode_step.restype = ctypes.c_int
     for f in (so.llmos_gemv, so.llmos_dequantize, so.llmos_rms_norm):
         f.restype = None

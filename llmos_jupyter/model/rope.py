@@ -20,8 +20,12 @@ def rope_tables(
     slice + neg + cat on the decode hot path.
     """
     # Computed in float32 exactly as transformers does, so positions match bit for bit.
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    pos = torch.arange(max_seq_len, dtype=torch.float32)
+    # Always on CPU first (then moved): under a meta-device context torch would run these
+    # through its Python refs, whose first use imports torch._dynamo (~1.8 s of a load).
+    cpu = torch.device("cpu")
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32,
+                                             device=cpu) / head_dim))
+    pos = torch.arange(max_seq_len, dtype=torch.float32, device=cpu)
     freqs = torch.outer(pos, inv_freq)  # (S, D/2)
     emb = torch.cat([freqs, freqs], dim=-1)  # (S, D)
     cos, sin = emb.cos(), emb.sin()

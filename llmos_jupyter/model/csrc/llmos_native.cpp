@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "attention.h"
 #include "gemv.h"
 
 extern "C" {
@@ -46,18 +47,6 @@ int llmos_abi_version() { return 1; }
 
 namespace {
 
-// sum(a*b) over n (a multiple of 16 or not) with 16 partial sums, so it vectorizes.
-inline float dot(const float* a, const float* b, int n) {
-  float acc[16] = {0};
-  int i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j];
-  float s = 0.f;
-  for (int j = 0; j < 16; ++j) s += acc[j];
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 void rms_norm_row(const float* x, const float* w, int K, float eps, float* y) {
   const float r = 1.f / std::sqrt(dot(x, x, K) / float(K) + eps);
   for (int k = 0; k < K; ++k) y[k] = w[k] * (x[k] * r);
@@ -69,25 +58,6 @@ void rope(float* x, const float* cos, const float* sin, int D) {
   float t[512];  // head_dim <= 512 (checked in Python)
   for (int i = 0; i < D; ++i) t[i] = x[i] * cos[i] + x[i < h ? i + h : i - h] * sin[i];
   std::memcpy(x, t, sizeof(float) * D);
-}
-
-// softmax(q . k_j / sqrt(D)) . v over positions j < L of one KV head; `s` holds L floats.
-void attend(const float* q, const float* kc, const float* vc, int L, int D, float* s,
-            float* out) {
-  const float scale = 1.f / std::sqrt(float(D));
-  float mx = -INFINITY;
-  for (int j = 0; j < L; ++j) {
-    s[j] = dot(q, kc + size_t(j) * D, D) * scale;
-    mx = s[j] > mx ? s[j] : mx;
-  }
-  float total = 0.f;
-  for (int j = 0; j < L; ++j) total += (s[j] = std::exp(s[j] - mx));
-  for (int i = 0; i < D; ++i) out[i] = 0.f;
-  for (int j = 0; j < L; ++j) {
-    const float p = s[j] / total;
-    const float* v = vc + size_t(j) * D;
-    for (int i = 0; i < D; ++i) out[i] += p * v[i];
-  }
 }
 
 }  // namespace
@@ -183,8 +153,8 @@ int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64
       for (int t = 0; t < B * Hq; ++t) {
         const int b = t / Hq, hq = t % Hq, kv = hq / (Hq / Hkv);
         const size_t base = (size_t(b) * Hkv + kv) * S * D;
-        attend(qkv + b * QKV + hq * D, L.k_cache + base, L.v_cache + base,
-               int(positions[b] + 1), D, scores + size_t(t) * S, att + b * Hq * D + hq * D);
+        attend_head(qkv + b * QKV + hq * D, L.k_cache + base, L.v_cache + base,
+                    int(positions[b] + 1), D, scores + size_t(t) * S, att + b * Hq * D + hq * D);
       }
       gemv_shared(L.wo, att, B, x, dim, true);
 #pragma omp for schedule(static)

@@ -1,0 +1,85 @@
+"""The native kernels (native.py, csrc/) against torch and gguf's numpy dequantizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gguf import GGMLQuantizationType
+from gguf.quants import dequantize, quantize
+
+from llmos_jupyter.model import native
+from llmos_jupyter.model.ggml_linear import GGMLLinear
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C++ compiler")
+
+
+def _layer(kind: str, N: int, K: int, bias: bool = False, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    blocks = quantize(w, GGMLQuantizationType[kind])
+    b = torch.from_numpy(rng.standard_normal(N).astype(np.float32)) if bias else None
+    return GGMLLinear(kind, blocks, (N, K), b), blocks
+
+
+@pytest.mark.parametrize("kind", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("N,K", [(1, 32), (77, 160), (1001, 576)])
+def test_dequantize_is_ggufs_bit_for_bit(kind, N, K):
+    layer, blocks = _layer(kind, N, K)
+    want = torch.from_numpy(dequantize(blocks, GGMLQuantizationType[kind]).reshape(N, K))
+    assert torch.equal(native.dequantize(layer.mat()), want)
+    assert torch.equal(layer.dequantized(), want)
+
+
+@pytest.mark.parametrize("kind", ["Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("N,K", [(1, 32), (77, 160), (1001, 576)])
+@pytest.mark.parametrize("M", [1, 3])
+def test_gemv_matches_float32_and_dense_bit_for_bit(kind, N, K, M):
+    layer, _ = _layer(kind, N, K, bias=True)
+    w = layer.dequantized()
+    x = torch.randn(M, K)
+    got = native.gemv(layer.mat(), x)
+    want = x @ w.t() + layer.bias
+    assert ((got - want).abs().max() / want.abs().max()).item() < 1e-6
+    # The same weights as a dense float32 matrix: identical bits (the "ggml" == "float32"
+    # promise of the fused decode step rests on this).
+    dense = native.gemv(native.mat("F32", w, bias=layer.bias), x)
+    assert torch.equal(got, dense)
+
+
+@pytest.mark.parametrize("K", [7, 64, 100])  # widths that are not multiples of 16
+def test_dense_gemv_odd_widths(K):
+    w, x = torch.randn(13, K), torch.randn(2, K)
+    torch.testing.assert_close(native.gemv(native.mat("F32", w), x), x @ w.t())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_thread_counts_agree(threads):
+    layer, _ = _layer("Q4_1", 333, 576)
+    x = torch.randn(1, 576)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = native.gemv(layer.mat(), x)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(got, native.gemv(layer.mat(), x))  # rows never split across threads
+
+
+def test_rms_norm():
+    x, w = torch.randn(3, 77), torch.randn(77)
+    want = torch.nn.functional.rms_norm(x, (77,), w, 1e-5)
+    torch.testing.assert_close(native.rms_norm(x, w, 1e-5), want)
+
+
+def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):
+    lib = native.build()
+    assert lib.exists() and native.build() == lib  # second call: no rebuild
+    monkeypatch.setenv("LLMOS_KERNEL_CACHE", str(tmp_path))
+    assert native.cache_dir() == tmp_path
+    assert native._library_path(native._compiler()).parent.parent == tmp_path
+
+
+def test_mat_refuses_non_contiguous():
+    with pytest.raises(ValueError, match="contiguous"):
+        native.mat("F32", torch.randn(8, 64).t())
