@@ -122,7 +122,32 @@ def prefill(model: Any, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.T
     padded = [p + [p[-1]] * (T - len(p)) for p in prompts]
     ids = torch.tensor(padded, dtype=torch.long, device=model.device)  # (B, T)
     lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=model.device)
-    return model.prefill(ids, lengths), ids
+    P = shared_prefix_length(prompts)
+    if P < MIN_SHARED_PREFIX or not hasattr(model, "share_prefix"):
+        return model.prefill(ids, lengths), ids
+    # The batch's common prefix (a task's chat template, system prompt and instructions)
+    # is computed once on row 0 and copied to every row; each row then prefills only its
+    # own suffix. Prefill dominates short-answer batches, so this is most of their cost.
+    model.prefill(ids[:1, :P], lengths[:1].clamp(max=P))
+    model.share_prefix(len(prompts), P)
+    return model.prefill(ids[:, P:], lengths - P, start=P), ids
+
+
+# Below this many shared tokens the extra prefill call costs more than it saves.
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix_length(prompts: list[list[int]]) -> int:
+    """Tokens all prompts share at the start, leaving each at least one token of its own
+    (the logits of a row's last prompt token come from its own prefill)."""
+    if len(prompts) < 2:
+        return 0
+    limit = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
 
 
 def decode_step(

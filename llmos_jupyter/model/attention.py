@@ -23,7 +23,8 @@ Adding a backend (e.g. Triton kernels from llmos_kernels) is one `register_backe
     DEFAULTS["cuda"] = "triton"
 
 Shapes (all backends):
-  prefill: q [B, Hq, T, D], k/v [B, Hkv, T, D], causal  -> [B, Hq, T, D]
+  prefill: q [B, Hq, T, D], k/v [B, Hkv, S, D], S >= T, causal aligned to the end (query i
+           is position S - T + i: S > T continues a cached prefix)  -> [B, Hq, T, D]
   decode:  q [B, Hq, D], caches [B, Hkv, S_max, D], cache_seqlens [B] (attend to the first
            cache_seqlens[b] positions of row b)  -> [B, Hq, D]
 """
@@ -118,7 +119,8 @@ def get_backend(device: torch.device | str = "cpu") -> str:
 
 
 def prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Causal attention over a whole block: q [B,Hq,T,D], k/v [B,Hkv,T,D] -> [B,Hq,T,D]."""
+    """Causal attention over a block: q [B,Hq,T,D], k/v [B,Hkv,S,D] (S >= T, causal aligned
+    to the end) -> [B,Hq,T,D]."""
     return _BACKENDS[get_backend(q.device)].prefill(q, k, v)
 
 
@@ -156,12 +158,18 @@ def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
 
 
+def _causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
+    """[T, S] bool, True where query i may see key j: causal aligned to the end, so with
+    S > T (queries continuing a cached prefix of S - T keys) query i sits at S - T + i."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
 def _reference_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    T, D = q.shape[-2], q.shape[-1]
+    T, D, S = q.shape[-2], q.shape[-1], k.shape[-2]
     n_rep = q.shape[1] // k.shape[1]
     k, v = _repeat_kv(k, n_rep), _repeat_kv(v, n_rep)
-    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D)  # (B, Hq, T, T)
-    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D)  # (B, Hq, T, S)
+    causal = _causal_mask(T, S, q.device)
     scores = scores.masked_fill(~causal, float("-inf"))
     return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
 
@@ -183,9 +191,13 @@ def _reference_decode(
 
 
 def _sdpa_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return F.scaled_dot_product_attention(
-        q, k, v, is_causal=True, enable_gqa=q.shape[1] != k.shape[1]
-    )
+    gqa = q.shape[1] != k.shape[1]
+    T, S = q.shape[2], k.shape[2]
+    if S == T:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    # is_causal aligns to the top-left; a continued prefix needs the end-aligned mask.
+    mask = _causal_mask(T, S, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
 
 
 def _sdpa_decode(

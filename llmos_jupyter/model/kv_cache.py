@@ -48,11 +48,17 @@ class KVCache(nn.Module):
             and torch.device(device) == self.k_cache.device
         )
 
-    def write_prefill(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store k, v [B, Hkv, T, D] at positions [0, T) of rows [0, B)."""
+    def write_prefill(self, k: torch.Tensor, v: torch.Tensor, start: int = 0) -> None:
+        """Store k, v [B, Hkv, T, D] at positions [start, start + T) of rows [0, B)."""
         B, _, T, _ = k.shape
-        self.k_cache[:B, :, :T].copy_(k)
-        self.v_cache[:B, :, :T].copy_(v)
+        self.k_cache[:B, :, start:start + T].copy_(k)
+        self.v_cache[:B, :, start:start + T].copy_(v)
+
+    def share_prefix(self, batch_size: int, length: int) -> None:
+        """Copy row 0's positions [0, length) into rows [1, batch_size): a prompt prefix
+        common to the batch is computed once and reused by every row."""
+        self.k_cache[1:batch_size, :, :length].copy_(self.k_cache[:1, :, :length])
+        self.v_cache[1:batch_size, :, :length].copy_(self.v_cache[:1, :, :length])
 
     def write_decode(
         self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor

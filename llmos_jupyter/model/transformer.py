@@ -65,13 +65,19 @@ class Attention(nn.Module):
             qk = apply_rope(qk, cos, sin)
         return qk[..., :Hq, :], qk[..., Hq:, :], v
 
-    def forward(self, x: torch.Tensor, cos, sin, fill_cache: bool = False) -> torch.Tensor:
-        """Causal attention over x [B, T, dim]; cos/sin [T, 1, D]."""
+    def forward(
+        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0
+    ) -> torch.Tensor:
+        """Causal attention over x [B, T, dim] at positions [start, start + T); cos/sin
+        [T, 1, D]. With start > 0 the queries also see the cached positions [0, start)."""
         B, T, _ = x.shape
         q, k, v = self._qkv(x, cos, sin)  # (B, T, H, D)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         if fill_cache:
-            self.cache.write_prefill(k, v)
+            self.cache.write_prefill(k, v, start)
+        if start:
+            k = self.cache.k_cache[:B, :, : start + T]  # (B, Hkv, start + T, D)
+            v = self.cache.v_cache[:B, :, : start + T]
         y = attention.prefill(q, k, v)  # (B, Hq, T, D)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, Hq*D) -> (B, T, dim)
 
@@ -124,8 +130,10 @@ class Block(nn.Module):
         self.ffn_norm = make_norm(config)
         self.ffn = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, cos, sin, fill_cache: bool = False) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, fill_cache)
+    def forward(
+        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, fill_cache, start)
         return x + self.ffn(self.ffn_norm(x))
 
     def decode(self, x: torch.Tensor, cos, sin, positions, seqlens) -> torch.Tensor:
@@ -247,21 +255,30 @@ class Transformer(nn.Module):
         self._fused = None
 
     @torch.inference_mode()
-    def prefill(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def prefill(self, ids: torch.Tensor, lengths: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Run right-padded prompts ids [B, T] (row b valid in [0, lengths[b])) through the
-        model, filling cache positions [0, T); return float32 logits [B, V] at each row's
-        last valid token. Padded positions are written to the cache but never attended:
-        decode overwrites position lengths[b] before attending to [0, lengths[b]]."""
+        model, filling cache positions [start, start + T); return float32 logits [B, V] at
+        each row's last valid token. With start > 0 the rows continue what the cache holds
+        at [0, start) (see share_prefix). Padded positions are written to the cache but
+        never attended: decode overwrites position start + lengths[b] before attending."""
         B, T = ids.shape
-        self._check_cache(B, T)
-        pos = torch.arange(T, device=ids.device)
+        self._check_cache(B, start + T)
+        pos = torch.arange(start, start + T, device=ids.device)
         x = self._embed(ids, pos)  # (B, T, dim)
-        cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]  # (T, 1, D)
+        cos = self.rope_cos[start:start + T, None, :]  # (T, 1, D)
+        sin = self.rope_sin[start:start + T, None, :]
         for layer in self.layers:
-            x = layer(x, cos, sin, fill_cache=True)
+            x = layer(x, cos, sin, fill_cache=True, start=start)
         rows = torch.arange(B, device=ids.device)
         last = x[rows, lengths.to(ids.device) - 1]  # (B, dim): the head runs on B rows only
         return self._head(last)
+
+    def share_prefix(self, batch_size: int, length: int) -> None:
+        """Give rows [1, batch_size) the cached positions [0, length) of row 0: a prompt
+        prefix common to a batch is prefilled once (row 0), then continued per row with
+        prefill(..., start=length)."""
+        for layer in self.layers:
+            layer.attn.cache.share_prefix(batch_size, length)
 
     @torch.inference_mode()
     def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmos_jupyter.errors import ConfigError, DataError, LLMOSError
+from llmos_jupyter.model.fused_decode import MAX_ROWS
 from llmos_jupyter.runtime.loaded_model import LoadedModel
 from llmos_jupyter.runtime.task_exec import TaskExecutor
 from llmos_jupyter.store.taskspec import TaskSpec, parse_task_spec
 
-# Items per engine batch: big enough to keep the CPU's matmuls efficient, small enough
-# that a cancel or a crash loses little work.
-BATCH_SIZE = 16
+# Items per engine batch: as many as the fused CPU decode step takes at once (beyond it
+# the model falls back to the slower torch path), and few enough that a cancel or a
+# crash loses little work.
+BATCH_SIZE = MAX_ROWS
 _threads: dict[str, threading.Thread] = {}
 
 

@@ -164,6 +164,50 @@ inline void dot_rows(const Mat& A, int n, const float* x, float* out) {
   for (int r = 0; r < R; ++r) out[r] = sum(acc[r]);
 }
 
+// Quantized rows n..n+R-1 against M x rows at once: each weight block is dequantized ONCE
+// and applied to every x row, so a batch of M sequences costs little more than one (the
+// dequantization, not memory, is what bounds these kernels). Each (row, x row) keeps its
+// own accumulator fed in the same order as dot_rows, so results are bit for bit those of
+// M separate dot_rows calls. out is [M][R].
+constexpr int MAX_M = 8;
+// x rows per pass: MC accumulators (2 AVX2 registers each) plus the dequantized block and
+// x must fit the 16 vector registers; a block is dequantized once per MC x rows.
+constexpr int MC = 4;
+template <int KIND, int R>
+inline void dot_rows_batch(const Mat& A, int n, const float* x, int M, float* out) {
+  using namespace vec;
+  const int K = A.K, G = K / 32;
+  const size_t row0 = size_t(n) * G;
+  constexpr int BLOCK = KIND == Q8_0 ? 32 : 16;
+  const char* wq = static_cast<const char*>(A.w);
+  for (int r = 0; r < R; ++r) {
+    for (int m0 = 0; m0 < M; m0 += MC) {
+      const int mc = M - m0 < MC ? M - m0 : MC;
+      V acc[MC];
+      for (int m = 0; m < mc; ++m) acc[m] = zero();
+      for (int g = 0; g < G; ++g) {
+        const size_t b = row0 + size_t(r) * G + g;
+        if (g % (64 / BLOCK) == 0) prefetch(wq + (b + size_t(R) * G) * BLOCK);
+        V lo, hi;
+        if (KIND == Q8_0) {
+          const int8_t* q = static_cast<const int8_t*>(A.w) + b * 32;
+          lo = q8_weights(q, A.d[b]);
+          hi = q8_weights(q + 16, A.d[b]);
+        } else {
+          q4_weights<KIND>(static_cast<const uint8_t*>(A.w) + b * 16, A.d[b],
+                           KIND == Q4_1 ? A.m[b] : 0.f, lo, hi);
+        }
+        for (int m = 0; m < mc; ++m) {
+          const float* xg = x + size_t(m0 + m) * K + g * 32;
+          acc[m] = fma(lo, load(xg), acc[m]);
+          acc[m] = fma(hi, load(xg + 16), acc[m]);
+        }
+      }
+      for (int m = 0; m < mc; ++m) out[(m0 + m) * R + r] = sum(acc[m]);
+    }
+  }
+}
+
 // Weight rows per tile: dense rows are pure streaming, so 4 share each x load; quantized
 // rows keep more registers busy (dequantization), and 2 per tile measured ~7% faster.
 template <int KIND>
@@ -176,6 +220,19 @@ inline void gemv_tile(const Mat& A, int t, const float* x, int M, float* y, int 
                       bool accumulate) {
   constexpr int R = tile_rows<KIND>();
   const int n0 = t * R, n1 = n0 + R < A.N ? n0 + R : A.N;
+  if (KIND != F32 && M > 1 && M <= MAX_M && n1 - n0 == R) {
+    float out[MAX_M * R];
+    dot_rows_batch<KIND, R>(A, n0, x, M, out);
+    for (int m = 0; m < M; ++m) {
+      float* ym = y + size_t(m) * ldy;
+      for (int n = n0; n < n1; ++n) {
+        float v = out[m * R + (n - n0)];
+        if (A.bias) v += A.bias[n];
+        ym[n] = accumulate ? ym[n] + v : v;
+      }
+    }
+    return;
+  }
   for (int m = 0; m < M; ++m) {
     float out[R];
     const float* xm = x + size_t(m) * A.K;
