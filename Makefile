@@ -18,6 +18,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[test]"
+	@# Build our native CPU kernels once now (about 2 s, cached) rather than at first load.
+	$(BIN)/python -c "from llmos_jupyter.model.native import build; print('native kernels:', build())" \
+		|| echo "no C++ compiler: models will run on the (slower) torch float32 path"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,7 +38,8 @@ NOTEBOOKS := $(wildcard notebooks/0*.ipynb)
 # tutorial notebooks executed by nbval (an error or a changed output fails).
 test: install lint
 	$(BIN)/python -m pytest -q
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 \
+		--nbval-sanitize-with notebooks/nbval-sanitize.cfg $(NOTEBOOKS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
