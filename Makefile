@@ -27,7 +27,7 @@ install: $(STAMP)
 
 lab: install
 	$(BIN)/llmos pull smollm2-135m-instruct
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: install
 	$(BIN)/ruff check .

@@ -24,9 +24,18 @@ def sampling_args(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in SAMPLING if getattr(args, k, None) is not None}
 
 
+# What `pull` and `import` print (`show` has everything).
+SUMMARY_KEYS = ("name", "arch", "params", "quantization", "context_length", "size", "source")
+
+
+def _summary(rec: dict) -> dict:
+    row = _model_row(rec)
+    return {k: row.get(k) for k in SUMMARY_KEYS}
+
+
 def pull(args: argparse.Namespace, ctx: Context) -> Output:
     rec = api.pull(args.name, progress=ctx.progress and not args.json)
-    return Record(rec, title=f"pulled {args.name}")
+    return Record(rec if args.json else _summary(rec), title=f"pulled {args.name}")
 
 
 def list_models(args: argparse.Namespace, ctx: Context) -> Output:
@@ -50,7 +59,8 @@ def cp(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def import_model(args: argparse.Namespace, ctx: Context) -> Output:
-    return Record(api.import_model(args.name, args.path), title=f"imported {args.name}")
+    rec = api.import_model(args.name, args.path)
+    return Record(rec if args.json else _summary(rec), title=f"imported {args.name}")
 
 
 def _param_value(text: str):

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 Progress = Callable[[int, int, str], None]
+BYTE_STAGES = ("download", "extract", "verify")
 
 
 @contextmanager
@@ -29,6 +30,8 @@ def progress_callback(progress: bool | Progress | None, desc: str) -> Iterator[P
     def update(done: int, total: int, stage: str) -> None:
         if stage != state["stage"]:
             state["stage"] = stage
+            # Byte stages count bytes; the others (convert) count steps.
+            bar.unit, bar.unit_scale = ("B", True) if stage in BYTE_STAGES else ("step", False)
             bar.reset(total=total or None)
             bar.set_description(f"{desc}: {stage}")
         bar.n = done
