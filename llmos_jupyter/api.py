@@ -170,6 +170,6 @@ def run(
     )
 
 
-datasets = DatasetsAPI(services)
+datasets = DatasetsAPI(services, _model)
 tasks = TasksAPI(services)
 runs = RunsAPI(services, _model)

@@ -37,20 +37,13 @@ def _cell_parser() -> argparse.ArgumentParser:
 
 
 def fill_variables(body: str, namespace: dict[str, Any]) -> str:
-    """Replace `{name}` with str(namespace[name]); unknown names are a UsageError."""
-    from llmos_jupyter.store.taskspec import render_template, template_fields
+    """Replace `{name}` with str(namespace[name]); mistakes are UsageErrors with a hint."""
+    from llmos_jupyter.runtime.prompts import fill_prompt
 
     try:
-        names = template_fields(body)
+        return fill_prompt(body, namespace)
     except ValueError as e:
         raise UsageError(f"%%llmos: {e}\nUse {{{{ and }}}} for literal braces.") from None
-    missing = [n for n in names if n not in namespace]
-    if missing:
-        raise UsageError(
-            f"%%llmos: {{{missing[0]}}} names no notebook variable; define it first "
-            f"or write {{{{{missing[0]}}}}} for literal braces"
-        )
-    return render_template(body, {n: str(namespace[n]) for n in names})
 
 
 def run_cell(magics: Any, argv: list[str], cell: str) -> Any:
@@ -101,7 +94,7 @@ def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
     try:
         result = run()
     except KeyboardInterrupt:
-        result = _partial(model, pieces)
+        result = model.interrupted("".join(pieces))
         sys.stdout.write("\n[interrupted: partial text kept]")
     if args.verb == "chat":
         magics.conversation[:] = [*messages, {"role": "assistant", "content": result.text}]
@@ -111,19 +104,6 @@ def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
     if args.out:
         ns[args.out] = result
     return None
-
-
-def _partial(model: Any, pieces: list[str]) -> Any:
-    """A result standing for generation stopped by an interrupt."""
-    from llmos_jupyter.engine import GenerationResult
-
-    text = "".join(pieces)
-    ids = model.tokenizer.encode(text)
-    return GenerationResult(
-        text=text, token_ids=ids, finish_reason="cancelled",
-        usage={"prompt_tokens": 0, "completion_tokens": len(ids), "total_tokens": len(ids)},
-        timings={},
-    )
 
 
 def _task(args: argparse.Namespace, cell: str) -> Any:

@@ -188,6 +188,15 @@ class LoadedModel:
         with self.lock:
             return generate(self.model, self.tokenizer, prompts, params, on_piece, should_stop)
 
+    def interrupted(self, text: str) -> GenerationResult:
+        """The result standing for a generation stopped by an interrupt after `text`
+        (finish_reason "cancelled"); the engine re-raises KeyboardInterrupt, so the
+        caller that collected the streamed pieces builds it."""
+        ids = self.tokenizer.encode(text)
+        usage = {"prompt_tokens": 0, "completion_tokens": len(ids), "total_tokens": len(ids)}
+        return GenerationResult(text=text, token_ids=ids, finish_reason="cancelled",
+                                usage=usage, timings={})
+
     def _stream(self, ids: list[int], params: GenerationParams) -> Iterator[str]:
         with self.lock:
             yield from stream(self.model, self.tokenizer, ids, params)

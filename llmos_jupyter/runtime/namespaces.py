@@ -12,8 +12,10 @@ from llmos_jupyter.store.taskspec import TaskSpec
 class Dataset:
     """A dataset in the store: `.head(n)`, `.rows()`, `.to_pandas()`, `.stats()`."""
 
-    def __init__(self, services: Callable[[], Any], name: str):
+    def __init__(self, services: Callable[[], Any], name: str,
+                 resolve_model: Callable[[Any], Any]):
         self._services = services
+        self._resolve = resolve_model
         self.name = name
 
     @property
@@ -35,10 +37,9 @@ class Dataset:
         """Rows, columns, characters (and with `model`, tokens) per row with percentiles."""
         if model is None:
             return self._services().datasets.stats(self.name)
-        from llmos_jupyter.api import load
         from llmos_jupyter.store.datafiles import compute_stats
 
-        return compute_stats(self.rows(), tokenizer=load(model).tokenizer)
+        return compute_stats(self.rows(), tokenizer=self._resolve(model).tokenizer)
 
     def __len__(self) -> int:
         return self.record.rows
@@ -51,8 +52,9 @@ class Dataset:
 class DatasetsAPI:
     """Add, inspect, clean, split, export and tokenize datasets."""
 
-    def __init__(self, services: Callable[[], Any]):
+    def __init__(self, services: Callable[[], Any], resolve_model: Callable[[Any], Any]):
         self._services = services
+        self._resolve = resolve_model
 
     def add(
         self, name: str, source: Any, format: str | None = None,  # noqa: A002
@@ -65,11 +67,11 @@ class DatasetsAPI:
         """
         src = str(source) if isinstance(source, Path) else source
         self._services().datasets.add(name, src, format=format, replace=replace)
-        return Dataset(self._services, name)
+        return Dataset(self._services, name, self._resolve)
 
     def get(self, name: str) -> Dataset:
         self._services().datasets.get(name)  # raises NotFoundError with a suggestion
-        return Dataset(self._services, name)
+        return Dataset(self._services, name, self._resolve)
 
     def list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self._services().datasets.list()]
@@ -91,11 +93,10 @@ class DatasetsAPI:
 
     def tokenize(self, name: str, model: str, text_field: str | None = None) -> dict[str, Any]:
         """Write token shards of `name` with `model`'s tokenizer; returns their stats."""
-        from llmos_jupyter.api import load
         from llmos_jupyter.store.shards import tokenize_records
 
         s = self._services()
-        tokenizer = load(model).tokenizer
+        tokenizer = self._resolve(model).tokenizer
         out = s.home / "shards" / name / f"{model}.tok"
         out.parent.mkdir(parents=True, exist_ok=True)
         info = tokenize_records(s.datasets.rows(name), tokenizer, text_field, out)

@@ -109,6 +109,19 @@ inline V q8_weights(const int8_t* q, float d) {
 
 inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
 
+// Block b (of A's row-major block grid) dequantized: lo = elements 0-15, hi = 16-31.
+template <int KIND>
+inline void block_weights(const Mat& A, size_t b, vec::V& lo, vec::V& hi) {
+  if (KIND == Q8_0) {
+    const int8_t* q = static_cast<const int8_t*>(A.w) + b * 32;
+    lo = vec::q8_weights(q, A.d[b]);
+    hi = vec::q8_weights(q + 16, A.d[b]);
+  } else {
+    vec::q4_weights<KIND>(static_cast<const uint8_t*>(A.w) + b * 16, A.d[b],
+                          KIND == Q4_1 ? A.m[b] : 0.f, lo, hi);
+  }
+}
+
 // Dot products of R consecutive weight rows n..n+R-1 with one x row; out[r] per row.
 // R rows share each load of x and give the core R independent FMA chains.
 template <int KIND, int R>
@@ -149,14 +162,7 @@ inline void dot_rows(const Mat& A, int n, const float* x, float* out) {
         if (KIND == Q4_1) prefetch(A.m + b + size_t(R) * G);
       }
       V lo, hi;
-      if (KIND == Q8_0) {
-        const int8_t* q = static_cast<const int8_t*>(A.w) + b * 32;
-        lo = q8_weights(q, A.d[b]);
-        hi = q8_weights(q + 16, A.d[b]);
-      } else {
-        q4_weights<KIND>(static_cast<const uint8_t*>(A.w) + b * 16, A.d[b],
-                         KIND == Q4_1 ? A.m[b] : 0.f, lo, hi);
-      }
+      block_weights<KIND>(A, b, lo, hi);
       acc[r] = fma(lo, x0, acc[r]);
       acc[r] = fma(hi, x1, acc[r]);
     }
@@ -189,14 +195,7 @@ inline void dot_rows_batch(const Mat& A, int n, const float* x, int M, float* ou
         const size_t b = row0 + size_t(r) * G + g;
         if (g % (64 / BLOCK) == 0) prefetch(wq + (b + size_t(R) * G) * BLOCK);
         V lo, hi;
-        if (KIND == Q8_0) {
-          const int8_t* q = static_cast<const int8_t*>(A.w) + b * 32;
-          lo = q8_weights(q, A.d[b]);
-          hi = q8_weights(q + 16, A.d[b]);
-        } else {
-          q4_weights<KIND>(static_cast<const uint8_t*>(A.w) + b * 16, A.d[b],
-                           KIND == Q4_1 ? A.m[b] : 0.f, lo, hi);
-        }
+        block_weights<KIND>(A, b, lo, hi);
         for (int m = 0; m < mc; ++m) {
           const float* xg = x + size_t(m0 + m) * K + g * 32;
           acc[m] = fma(lo, load(xg), acc[m]);
