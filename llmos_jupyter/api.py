@@ -155,6 +155,7 @@ def run(
     limit: int | None = None,
     params: dict[str, Any] | None = None,
     background: bool | None = None,
+    progress: bool | Callable[[int, int], None] = False,
     **inputs: Any,
 ) -> TaskResult | RunHandle:
     """Run a task, recorded as a run in the store.
@@ -163,10 +164,16 @@ def run(
     `.run_id`). With `data=` (a dataset name, `map` from task inputs to its columns)
     returns a RunHandle running in the background (`.wait()`, `.progress`, `.cancel()`,
     `.results()`, `.to_pandas()`); background=False runs it in the calling thread.
+    progress=True shows a live bar of items done (a widget in notebooks), or pass a
+    (done, total) callback.
     """
+    from llmos_jupyter.runtime.progress import count_callback
+
+    on_progress = count_callback(progress, f"{task} on {data}") if data else None
     return start_run(
         services(), task, model=model, resolve_model=_model, data=data, mapping=map,
         limit=limit, params=params, background=background, inputs=inputs,
+        on_progress=on_progress,
     )
 
 

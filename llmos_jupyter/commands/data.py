@@ -88,5 +88,6 @@ def prep(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def tokenize(args: argparse.Namespace, ctx: Context) -> Output:
-    info = api.datasets.tokenize(args.name, args.model, text_field=args.text_field)
+    info = api.datasets.tokenize(args.name, args.model, text_field=args.text_field,
+                                 progress=ctx.progress and not args.json)
     return Record(info, title=f"tokenized {args.name}")

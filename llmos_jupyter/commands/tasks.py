@@ -61,25 +61,12 @@ def task_run(args: argparse.Namespace, ctx: Context) -> Output:
         if r.error:
             data.update(error=r.error, raw_text=r.raw_text)
         return Record(data, title=f"task {args.name}", value=r)
-    progress = _progress_bar(args.name) if ctx.progress and not args.json else None
     handle = api.run(args.name, model=args.model, data=args.data, map=mapping, limit=args.limit,
-                     params=params, background=ctx.notebook, **inputs)
+                     params=params, background=ctx.notebook,
+                     progress=ctx.progress and not args.json, **inputs)
     if not ctx.notebook:
         handle.wait()
-    if progress:
-        progress(handle)
     return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
-
-
-def _progress_bar(desc: str):
-    """Draw the final state of a run as a bar (a live bar belongs to the dashboard)."""
-    def draw(handle: Any) -> None:
-        from tqdm.auto import tqdm
-
-        rec = handle.record()
-        with tqdm(total=rec.total, desc=f"{desc} {rec.id}", initial=rec.done) as bar:
-            bar.refresh()
-    return draw
 
 
 def run(args: argparse.Namespace, ctx: Context) -> Output:
@@ -112,7 +99,8 @@ def runs_cancel(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def runs_resume(args: argparse.Namespace, ctx: Context) -> Output:
-    handle = api.runs.resume(args.id, background=ctx.notebook)
+    handle = api.runs.resume(args.id, background=ctx.notebook,
+                             progress=ctx.progress and not args.json)
     if not ctx.notebook:
         handle.wait()
     return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)

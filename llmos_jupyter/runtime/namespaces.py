@@ -91,15 +91,22 @@ class DatasetsAPI:
         recs = self._services().datasets.prep(src, dst, replace=replace, **options)
         return [r.to_dict() for r in recs]
 
-    def tokenize(self, name: str, model: str, text_field: str | None = None) -> dict[str, Any]:
-        """Write token shards of `name` with `model`'s tokenizer; returns their stats."""
+    def tokenize(
+        self, name: str, model: str, text_field: str | None = None, progress=False
+    ) -> dict[str, Any]:
+        """Write token shards of `name` with `model`'s tokenizer; returns their stats.
+
+        progress=True shows a bar of documents tokenized, or pass a (done, total) callback.
+        """
+        from llmos_jupyter.runtime.progress import count_callback
         from llmos_jupyter.store.shards import tokenize_records
 
         s = self._services()
         tokenizer = self._resolve(model).tokenizer
         out = s.home / "shards" / name / f"{model}.tok"
         out.parent.mkdir(parents=True, exist_ok=True)
-        info = tokenize_records(s.datasets.rows(name), tokenizer, text_field, out)
+        info = tokenize_records(s.datasets.rows(name), tokenizer, text_field, out,
+                                progress=count_callback(progress, f"tokenize {name}"))
         stats = info.to_dict() if hasattr(info, "to_dict") else dict(vars(info))
         s.datasets.record_tokenized(name, model, out, stats)
         return {"dataset": name, "model": model, "path": str(out), **stats}
@@ -155,9 +162,12 @@ class RunsAPI:
     def cancel(self, run_id: str):
         return self.get(run_id).cancel()
 
-    def resume(self, run_id: str, background: bool | None = None, on_progress=None):
+    def resume(self, run_id: str, background: bool | None = None, progress=False):
+        """Finish an interrupted run; progress as for `llmos.run`."""
+        from llmos_jupyter.runtime.progress import count_callback
         from llmos_jupyter.runtime.task_runs import resume_run
 
+        on_progress = count_callback(progress, f"resume {run_id}")
         return resume_run(self._services(), run_id, self._resolve, background, on_progress)
 
     def export(self, run_id: str, path: str | Path) -> Path:

@@ -41,3 +41,32 @@ def progress_callback(progress: bool | Progress | None, desc: str) -> Iterator[P
         yield update
     finally:
         bar.close()
+
+
+Count = Callable[[int, int], None]
+
+
+def count_callback(progress: bool | Count | None, desc: str) -> Count | None:
+    """A (done, total) callback for item counts (dataset runs, tokenization).
+
+    True draws a tqdm.auto bar (a widget in notebooks, text in terminals) that closes
+    itself when done reaches total; it may be called from a background thread, since it
+    only updates the bar. A callable is passed through; False/None gives None.
+    """
+    if callable(progress):
+        return progress
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="item", leave=True)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update

@@ -215,6 +215,8 @@ def execute_run(
     executor = TaskExecutor(loaded, services.tasks.get, params, should_stop=cancelled)
     try:
         pending = runs.pending_items(run_id)
+        if on_progress:
+            on_progress(total - len(pending), total)
         for start in range(0, len(pending), BATCH_SIZE):
             if runs.is_cancel_requested(run_id):
                 runs.finish(run_id, "cancelled")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,7 +195,8 @@ def open_shard(path: str | os.PathLike) -> Shard:
 
 
 def tokenize_records(records: Sequence[dict[str, Any]], tokenizer: Any, text_field: str | None,
-                     out_path: str | os.PathLike, batch_size: int = 1024) -> ShardInfo:
+                     out_path: str | os.PathLike, batch_size: int = 1024,
+                     progress: Callable[[int, int], None] | None = None) -> ShardInfo:
     """Tokenize `record[text_field]` of every record into a shard at `out_path`.
 
     `text_field=None` picks "text", else the only string column (`resolve_text_field`).
@@ -217,6 +218,8 @@ def tokenize_records(records: Sequence[dict[str, Any]], tokenizer: Any, text_fie
     ids: list[list[int]] = []
     for start in range(0, len(texts), batch_size):
         ids += tokenizer.encode_batch(texts[start:start + batch_size])
+        if progress:  # (documents done, documents in all)
+            progress(len(ids), len(texts))
     info = write_shard(out_path, ids, tokenizer.vocab_size, getattr(tokenizer, "eos_id", None))
     stats = {"text_field": text_field, "documents": len(ids), "tokens": info.n_tokens,
              "tokens_per_document": describe([len(d) for d in ids])}

@@ -104,3 +104,26 @@ def test_errors_name_the_problem(tiny):
         llmos.run("summarize", data="cols", model="tiny")
     with pytest.raises(ConfigError, match="no input 'nope'"):
         llmos.run("summarize", data="cols", map={"text": "body", "nope": "body"}, model="tiny")
+
+
+def test_dataset_run_reports_progress(tiny, capsys):
+    llmos.tasks.add("short", {"inputs": ["text"], "prompt": "{text}", "chat": False,
+                              "params": {"max_tokens": 2, "temperature": 0}})
+    llmos.datasets.add("twenty", [{"text": f"row {i}"} for i in range(20)])
+    seen: list[tuple[int, int]] = []
+    llmos.run("short", data="twenty", model="tiny", background=False,
+              progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (0, 20) and seen[-1] == (20, 20)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # progress=True draws a real tqdm bar (text outside a notebook), finished at 20/20.
+    llmos.run("short", data="twenty", model="tiny", background=False, progress=True)
+    assert "20/20" in capsys.readouterr().err
+
+
+def test_tokenize_reports_progress(tiny):
+    llmos.datasets.add("docs", [{"text": f"document number {i}"} for i in range(5)])
+    seen: list[tuple[int, int]] = []
+    info = llmos.datasets.tokenize("docs", model="tiny",
+                                   progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (5, 5)
+    assert info["n_documents"] == 5
