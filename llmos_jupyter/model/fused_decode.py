@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 from llmos_jupyter.model import native
-from llmos_jupyter.model.ggml_linear import FusedRMSNorm, GGMLLinear
+from llmos_jupyter.model.ggml_linear import GEMV_MAX_ROWS, FusedRMSNorm, GGMLLinear
 from llmos_jupyter.model.quant import CastLinear
 
-MAX_ROWS = 8  # beyond this many sequences BLAS (the torch path) wins on the matmuls
+# Beyond this many sequences BLAS (the torch path) wins on the matmuls: the same
+# crossover GGMLLinear uses between its kernel and dequantize + BLAS.
+MAX_ROWS = GEMV_MAX_ROWS
 _P = ctypes.c_void_p
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmos_jupyter.model import native
+from llmos_jupyter.model import attention, native
 
 GEMV_MAX_ROWS = 8
 
@@ -86,8 +86,9 @@ class GGMLLinear(nn.Module):
 
 
 class FusedRMSNorm(nn.Module):
-    """RMSNorm as one C++ pass for float32 CPU decode; the same math as transformer.RMSNorm
-    (whose weight it shares), which it falls back to for anything else."""
+    """RMSNorm as one C++ pass for float32 CPU inference; anything else (gradients, other
+    dtypes or devices) goes through the backend switch like transformer.RMSNorm, whose
+    weight it shares."""
 
     def __init__(self, norm: nn.Module) -> None:
         super().__init__()
@@ -97,4 +98,4 @@ class FusedRMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad:
             return native.rms_norm(x.contiguous(), self.weight, self.eps)
-        return F.rms_norm(x.float(), x.shape[-1:], self.weight.float(), self.eps).to(x.dtype)
+        return attention.rms_norm(x, self.weight, self.eps)
