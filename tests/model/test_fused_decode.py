@@ -54,6 +54,15 @@ def _quantized_ckpt(model, kind: str, embed_kind: str = "Q8_0"):
     return ckpt
 
 
+def _assert_fused_matches_torch(model, prompts: list[list[int]], steps: int) -> None:
+    """Greedy decoding through the fused step equals the torch path: logits to 1e-5
+    (relative), tokens exactly."""
+    want_logits, want_toks = _decode(model, prompts, steps, fused=False)
+    got_logits, got_toks = _decode(model, prompts, steps, fused=True)
+    assert _rel(got_logits, want_logits) < 1e-5
+    assert torch.equal(got_toks, want_toks)
+
+
 @pytest.mark.parametrize("name,overrides", VARIANTS)
 @pytest.mark.parametrize("batch", [1, 3])
 def test_fused_matches_torch_path(name, overrides, batch):
@@ -61,10 +70,7 @@ def test_fused_matches_torch_path(name, overrides, batch):
     # Lengths 13, 6, 3: rows at different positions; 12 steps cross the 4- and 8-position
     # blocks of the attention kernel and their tails.
     prompts = [list(range(7, 20)), [5, 9, 200, 7, 11, 3], [4, 8, 15]][:batch]
-    want_logits, want_toks = _decode(model, prompts, 12, fused=False)
-    got_logits, got_toks = _decode(model, prompts, 12, fused=True)
-    assert _rel(got_logits, want_logits) < 1e-5
-    assert torch.equal(got_toks, want_toks)
+    _assert_fused_matches_torch(model, prompts, 12)
 
 
 @pytest.mark.parametrize("kind", ["Q4_0", "Q4_1"])
@@ -72,11 +78,7 @@ def test_ggml_mode_fused_matches_its_torch_path(kind):
     ckpt = _quantized_ckpt(tiny_model("tiny", tie_embeddings=True), kind)
     model = build_model(ckpt, dtype="ggml")
     assert fused_decode.supports(model)
-    prompts = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [11, 12, 13]]
-    want_logits, want_toks = _decode(model, prompts, 8, fused=False)
-    got_logits, got_toks = _decode(model, prompts, 8, fused=True)
-    assert _rel(got_logits, want_logits) < 1e-5
-    assert torch.equal(got_toks, want_toks)
+    _assert_fused_matches_torch(model, [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [11, 12, 13]], 8)
 
 
 @pytest.mark.parametrize("kind", ["Q4_0", "Q4_1"])
