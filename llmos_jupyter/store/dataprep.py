@@ -105,8 +105,13 @@ def _split_sizes(n: int, split: dict[str, float]) -> dict[str, int]:
         if not isinstance(part, str) or isinstance(frac, bool) or \
                 not isinstance(frac, (int, float)) or not 0 < frac <= 1:
             raise DataError(f"split {part!r}: fraction must be a number in (0, 1], got {frac!r}")
-    if abs(sum(split.values()) - 1) > 1e-6:
-        raise DataError(f"split fractions must add up to 1, got {sum(split.values()):g}")
+    total = sum(split.values())
+    if "train" not in split and total < 1 - 1e-6:
+        # `--split val=0.1` means "hold out 10%": the rest is the training part.
+        split = {"train": 1 - total, **split}
+    elif abs(total - 1) > 1e-6:
+        raise DataError(f"split fractions must add up to 1, got {total:g}"
+                        + ("" if "train" in split else " (or less, leaving the rest to 'train')"))
     # Largest-remainder rounding: sizes add up to n and each is within 1 of frac * n.
     exact = {k: f * n for k, f in split.items()}
     sizes = {k: math.floor(v) for k, v in exact.items()}
@@ -124,7 +129,8 @@ def prep(records: Sequence[Record], *, dedupe: bool = False, min_chars: int | No
     Steps, in order: strip (whitespace around the text), drop rows without text (missing
     or None), drop texts shorter than `min_chars` / longer than `max_chars`, drop exact
     duplicate texts keeping the first (`dedupe`), then shuffle with `seed` and cut by the
-    `split` fractions (which must add up to 1; sizes use largest-remainder rounding).
+    `split` fractions (which add up to 1, or less when there is no "train" part: then
+    "train" gets the rest; sizes use largest-remainder rounding).
     The input is not modified. `result.report` counts the rows each step dropped.
     Raises DataError for a non-string text (naming the row) or a bad split.
     """

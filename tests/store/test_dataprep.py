@@ -79,3 +79,11 @@ def test_prep_split_deterministic_and_fractions():
 def test_prep_bad_split(split):
     with pytest.raises(DataError, match="split"):
         prep([{"text": "a"}], split=split)
+
+
+def test_prep_split_rest_goes_to_train():
+    records = [{"text": f"row {i}"} for i in range(20)]
+    out = prep(records, split={"val": 0.1}, seed=0)
+    assert {k: len(v) for k, v in out.items()} == {"train": 18, "val": 2}
+    with pytest.raises(DataError, match="add up to 1"):
+        prep(records, split={"val": 0.7, "test": 0.5})
