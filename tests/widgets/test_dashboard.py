@@ -122,11 +122,13 @@ def test_dataset_run_shows_live_in_the_runs_tab(dash):
     run_id = tk.last_run_id
     assert run_id and "started" in tk.status
     api.runs.get(run_id).wait(60)
-    # The poller (not a manual refresh) brings the finished state into the widgets.
-    assert eventually(lambda: runs.progress.value == 1.0 and run_id in runs.table.value)
+    # The poller (not a manual refresh) brings the finished state into the widgets. A poll
+    # that began before the run ended can still show it running with every item done, so
+    # the final state is waited for as a whole.
+    assert eventually(lambda: runs.progress.value == 1.0 and run_id in runs.table.value
+                      and "succeeded" in runs.table.value and runs.cancel_button.disabled)
     assert runs.selected == run_id == runs.run.value
     assert eventually(lambda: runs.results.value.count("<tr>") == len(TOY_ROWS) + 1)
-    assert "succeeded" in runs.table.value and runs.cancel_button.disabled
 
 
 def test_cancel_button_requests_cancellation(dash):
