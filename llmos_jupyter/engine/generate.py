@@ -6,11 +6,11 @@ does as little Python as possible - one `.tolist()` of B token ids per step (nee
 to stream text and check stop tokens), no per-row tensor work.
 
 Batching: prompts are right-padded into one [B, T] prefill; each row then decodes at its
-own position. A finished row keeps riding along (its position frozen, its tokens ignored)
-rather than being compacted out of the batch, because compaction would mean gathering
-rows of the model's KV cache, which the model interface does not offer. Measured on CPU
-(SmolLM2 int4, one thread) a step of 8 rows costs ~3x a step of 1, so a row cache gather
-in the model would pay off for batches whose lengths differ a lot.
+own position. When rows finish, the batch shrinks: the last running rows move into the
+finished rows' cache slots (`model.move_rows`, one row copy each), so every step computes
+running sequences only — a step's cost grows with its rows, and the answers of a batch
+differ in length. Models without `move_rows` keep finished rows riding along instead
+(position frozen, tokens ignored).
 
 Context: the prompt plus its completion never exceeds `model.config.max_seq_len`. A prompt
 that leaves no room for even one new token is a PromptError; when the prompt fits but
@@ -250,6 +250,10 @@ def _generation(
         _synchronize(device)
     t_prefilled = time.perf_counter()
 
+    # slots[i] is the row whose sequence is in cache row i (and at index i of tokens,
+    # positions, ...); compaction permutes it, and rows past len(slots) are gone.
+    slots = list(range(B))
+    compact = B > 1 and hasattr(model, "move_rows")
     running = list(range(B))
     just_finished: list[int] = []
     tokens = None
@@ -260,16 +264,28 @@ def _generation(
         # (none on the first step, which samples from the prefill logits) and the sampling.
         with torch.inference_mode():
             if tokens is not None:
-                if just_finished:
-                    advance[just_finished] = 0
                 if seen is not None:
                     seen[:, T + step - 1] = tokens  # sampled at the previous step
+                if just_finished and compact:
+                    keep = _compact(model, slots, [rows[b].finish_reason is None for b in slots],
+                                    int(positions.max()) + 1)
+                    slots = [slots[i] for i in keep]
+                    index = torch.tensor(keep, device=device)
+                    tokens, positions, advance = tokens[index], positions[index], advance[index]
+                    if seen is not None:
+                        seen = seen[index]
+                    if generators is not None:
+                        generators = [generators[i] for i in keep]
+                elif just_finished:
+                    advance[[slots.index(b) for b in just_finished]] = 0
                 logits = decode_step(model, tokens, positions, advance)
-            tokens = sample(logits, params, generators, seen)  # (B,)
+            tokens = sample(logits, params, generators, seen)  # (len(slots),)
             token_list = tokens.tolist()
         pieces: list[tuple[int, str]] = []
-        for b in running:
-            piece = rows[b].push(token_list[b], stop_ids)
+        for i, b in enumerate(slots):
+            if rows[b].finish_reason is not None:
+                continue  # riding along (no compaction)
+            piece = rows[b].push(token_list[i], stop_ids)
             if piece and want_pieces:
                 pieces.append((b, piece))
         just_finished = [b for b in running if rows[b].finish_reason is not None]
@@ -288,6 +304,30 @@ def _generation(
     t_end = time.perf_counter()
 
     return _results(rows, tokenizer, stop_ids, t_prefilled - t_start, t_end - t_prefilled)
+
+
+def _compact(model: Any, slots: list[int], alive: list[bool], length: int) -> list[int]:
+    """Move the last running rows into the cache rows of finished ones (positions
+    [0, length)); return the old indices of the rows kept, in their new order."""
+    order = list(range(len(slots)))
+    n = len(order)
+    src: list[int] = []
+    dst: list[int] = []
+    for i in range(len(slots)):
+        if i >= n:
+            break
+        if alive[i]:
+            continue
+        while n > i + 1 and not alive[n - 1]:
+            n -= 1  # finished rows at the end just drop off
+        n -= 1
+        if n > i:  # row n (running) takes slot i
+            src.append(n)
+            dst.append(i)
+            order[i] = n
+    if src:
+        model.move_rows(src, dst, length)
+    return order[:n]
 
 
 def _as_lists(prompts: Sequence[Sequence[int]]) -> list[list[int]]:

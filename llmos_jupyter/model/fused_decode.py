@@ -24,12 +24,13 @@ import torch
 from torch import nn
 
 from llmos_jupyter.model import native
-from llmos_jupyter.model.ggml_linear import GEMV_MAX_ROWS, FusedRMSNorm, GGMLLinear
+from llmos_jupyter.model.ggml_linear import FusedRMSNorm, GGMLLinear
 from llmos_jupyter.model.quant import CastLinear
 
-# Beyond this many sequences BLAS (the torch path) wins on the matmuls: the same
-# crossover GGMLLinear uses between its kernel and dequantize + BLAS.
-MAX_ROWS = GEMV_MAX_ROWS
+# Sequences per fused step. The kernel takes any number, and its cost per sequence falls
+# until ~16 rows (each weight block is dequantized once for all of them); beyond, a step
+# takes long enough that streaming and cancellation feel it.
+MAX_ROWS = 16
 _P = ctypes.c_void_p
 
 

@@ -7,8 +7,9 @@ fastest exact mode on CPU. The kernels are native.py's (csrc/gemv.h): they dequa
 registers to exactly the dense float32 weights, so "ggml" decodes bit for bit like
 "float32" on the fused path; `available()` says whether they build here.
 
-Small batches (decode: M <= GEMV_MAX_ROWS rows) use the kernel; larger ones (prefill)
-dequantize the weight once into float32 and use the BLAS matmul, which is faster there.
+Up to GEMV_MAX_ROWS rows (decode steps, short prompts) use the kernel; more rows (long
+prefills) dequantize the weight once into float32 and use the BLAS matmul, which is
+faster there.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from torch import nn
 
 from llmos_jupyter.model import attention, native
 
-GEMV_MAX_ROWS = 8
+# The crossover measured on 2 AVX2 cores (benchmarks/bench_batch.py's machine): the kernel
+# (dequantizing each block once for all rows) won up to 32 rows and tied at 64 against
+# vectorized dequantize + BLAS, on SmolLM2's 3072x576 and 576x1536 Q4_1 matrices.
+GEMV_MAX_ROWS = 48
 
 
 def available() -> bool:

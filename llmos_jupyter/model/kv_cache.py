@@ -60,6 +60,14 @@ class KVCache(nn.Module):
         self.k_cache[1:batch_size, :, :length].copy_(self.k_cache[:1, :, :length])
         self.v_cache[1:batch_size, :, :length].copy_(self.v_cache[:1, :, :length])
 
+    def move_rows(self, src: list[int], dst: list[int], length: int) -> None:
+        """Copy positions [0, length) of rows src[i] into rows dst[i] (rows disjoint): a
+        batch drops finished sequences by moving its last running ones into their rows."""
+        s = torch.tensor(src, device=self.k_cache.device)
+        d = torch.tensor(dst, device=self.k_cache.device)
+        self.k_cache[d, :, :length] = self.k_cache[s, :, :length]
+        self.v_cache[d, :, :length] = self.v_cache[s, :, :length]
+
     def write_decode(
         self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ import torch
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("llmos_native.cpp", "gemv.h", "attention.h")
+SOURCES = ("llmos_native.cpp", "gemv.h", "attention.h", "vmath.h")
 # -ffp-contract=off: no FMAs the source did not ask for, so RMSNorm / RoPE round like
 # torch's separate ops (the GEMV kernels use explicit FMAs where they are exact).
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC")
@@ -104,20 +104,26 @@ def build() -> Path:
     lib = _library_path(cxx)
     if lib.exists():
         return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+    compile_library(lib, FLAGS)
+    log.info("built native kernels into %s", lib)
+    return lib
+
+
+def compile_library(out: Path, flags: tuple[str, ...]) -> None:
+    """Compile csrc/llmos_native.cpp with `flags` into `out`, atomically (readers see no
+    file or the whole file). Raises RuntimeError with the compiler's message on failure."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        cmd = [cxx, *FLAGS, "-o", tmp, str(CSRC / "llmos_native.cpp")]
+        cmd = [_compiler(), *flags, "-o", tmp, str(CSRC / "llmos_native.cpp")]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"building {CSRC / 'llmos_native.cpp'} failed:\n{done.stderr}")
-        os.replace(tmp, lib)  # atomic: readers see no file or the whole file
+        os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    log.info("built native kernels into %s", lib)
-    return lib
 
 
 @functools.cache

@@ -280,6 +280,12 @@ class Transformer(nn.Module):
         for layer in self.layers:
             layer.attn.cache.share_prefix(batch_size, length)
 
+    def move_rows(self, src: list[int], dst: list[int], length: int) -> None:
+        """Copy cached positions [0, length) of rows src[i] into rows dst[i] in every layer
+        (generation compacts a batch this way as its sequences finish)."""
+        for layer in self.layers:
+            layer.attn.cache.move_rows(src, dst, length)
+
     @torch.inference_mode()
     def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Feed tokens [B] at positions [B] (one per sequence); write their k/v there and

@@ -246,3 +246,32 @@ def test_rows_finishing_early_leave_the_others_untouched(tiny_model, tiny_tok):
         if stop in solo[b].text:
             continue
         assert res[b].token_ids == solo[b].token_ids
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("sampled", [False, True])
+def test_rows_finishing_at_different_steps_match_their_solo_runs(tiny_model, tiny_tok, fused,
+                                                                  sampled):
+    # Finished rows leave the batch (the last running rows move into their cache slots),
+    # so the survivors' caches, positions, seeds and repetition history must move with them.
+    prompts = [[5 + i, 40 + 3 * i, 7, 90 - i][: 1 + i % 4] for i in range(7)]
+    params = GREEDY.replace(max_tokens=14)
+    if sampled:
+        params = params.replace(temperature=0.9, top_k=50, seed=7, repetition_penalty=1.3)
+    fused_before = tiny_model.fused_decode
+    tiny_model.fused_decode = fused
+    try:
+        free = generate(tiny_model, tiny_tok, prompts, params)
+        # Stop strings taken from different rows' texts end rows at different steps.
+        stops = [r.text[k:k + 2] for r, k in zip(free[::2], (3, 6, 9, 12), strict=True)
+                 if len(r.text) > k + 2]
+        params = params.replace(stop=stops)
+        batch = generate(tiny_model, tiny_tok, prompts, params)
+        solo = [generate(tiny_model, tiny_tok, [p], params.replace(seed=(params.seed or 0) + i))
+                [0] for i, p in enumerate(prompts)]
+    finally:
+        tiny_model.fused_decode = fused_before
+    assert len({len(r.token_ids) for r in batch}) > 2  # rows really ended apart
+    for b, (got, want) in enumerate(zip(batch, solo, strict=True)):
+        assert got.token_ids == want.token_ids, b
+        assert got.text == want.text and got.finish_reason == want.finish_reason, b

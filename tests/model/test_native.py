@@ -47,10 +47,30 @@ def test_gemv_matches_float32_and_dense_bit_for_bit(kind, N, K, M):
     assert torch.equal(got, dense)
 
 
+@pytest.mark.parametrize("kind", ["F32", "Q4_0", "Q4_1", "Q8_0"])
+@pytest.mark.parametrize("N,K", [(77, 160), (1001, 576)])
+def test_batched_rows_equal_single_rows_bit_for_bit(kind, N, K):
+    # A batch of x rows takes other kernels (register- and K-blocked) than one row; every
+    # row must still come out exactly as alone, or batched runs would drift from single ones.
+    if kind == "F32":
+        keep = (torch.randn(N, K), torch.randn(N))  # the Mat points into these
+        A = native.mat("F32", keep[0], bias=keep[1])
+    else:
+        keep, _ = _layer(kind, N, K, bias=True)
+        A = keep.mat()
+    for M in (2, 5, 8, 13, 16):
+        x = torch.randn(M, K)
+        rows = torch.cat([native.gemv(A, x[m:m + 1]) for m in range(M)])
+        assert torch.equal(native.gemv(A, x), rows), f"M={M}"
+
+
 @pytest.mark.parametrize("K", [7, 64, 100])  # widths that are not multiples of 16
 def test_dense_gemv_odd_widths(K):
-    w, x = torch.randn(13, K), torch.randn(2, K)
-    torch.testing.assert_close(native.gemv(native.mat("F32", w), x), x @ w.t())
+    w, x = torch.randn(13, K), torch.randn(6, K)
+    A = native.mat("F32", w)
+    got = native.gemv(A, x)
+    torch.testing.assert_close(got, x @ w.t())
+    assert torch.equal(got, torch.cat([native.gemv(A, x[m:m + 1]) for m in range(6)]))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -83,3 +103,35 @@ def test_build_is_cached_and_keyed_by_source(tmp_path, monkeypatch):
 def test_mat_refuses_non_contiguous():
     with pytest.raises(ValueError, match="contiguous"):
         native.mat("F32", torch.randn(8, 64).t())
+
+
+def _portable_library(tmp_path):
+    """The kernels built without AVX2/FMA: the portable branch of gemv.h."""
+    import ctypes
+
+    out = tmp_path / "portable.so"
+    flags = tuple(f for f in native.FLAGS if f != "-march=native") + ("-mno-avx2", "-mno-fma")
+    native.compile_library(out, flags)
+    so = ctypes.CDLL(str(out))
+    so.llmos_gemv.argtypes = [ctypes.POINTER(native.Mat), ctypes.c_void_p, ctypes.c_int,
+                              ctypes.c_void_p, ctypes.c_int]
+    so.llmos_dequantize.argtypes = [ctypes.POINTER(native.Mat), ctypes.c_void_p, ctypes.c_int]
+    return so
+
+
+def test_portable_build_gives_the_same_bits(tmp_path):
+    # Machines without AVX2 get the portable build; it must round exactly like the
+    # vectorized one, for one row and for batches.
+    import ctypes
+
+    so = _portable_library(tmp_path)
+    for kind in ("Q4_0", "Q4_1", "Q8_0"):
+        layer, _ = _layer(kind, 77, 160, bias=True)
+        A = layer.mat()
+        w = torch.empty(77, 160)
+        so.llmos_dequantize(ctypes.byref(A), w.data_ptr(), 2)
+        assert torch.equal(w, native.dequantize(A)), kind
+        for M in (1, 6):
+            x, y = torch.randn(M, 160), torch.empty(M, 77)
+            so.llmos_gemv(ctypes.byref(A), x.data_ptr(), M, y.data_ptr(), 2)
+            assert torch.equal(y, native.gemv(A, x)), (kind, M)

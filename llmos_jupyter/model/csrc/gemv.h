@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -37,6 +38,17 @@ namespace vec {
 struct V { __m256 a, b; };  // lanes 0-7, 8-15
 inline V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
 inline V load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+inline void store(float* p, V v) { _mm256_storeu_ps(p, v.a); _mm256_storeu_ps(p + 8, v.b); }
+// H is 8 lanes: one half of a V. Lane j of a V's accumulator only ever meets elements
+// 16c + j, so the halves can be accumulated in separate passes and joined for the sum.
+using H = __m256;
+inline H zero_h() { return _mm256_setzero_ps(); }
+inline H load_h(const float* p) { return _mm256_loadu_ps(p); }
+inline void store_h(float* p, H h) { _mm256_storeu_ps(p, h); }
+inline H fma_h(H x, H y, H c) { return _mm256_fmadd_ps(x, y, c); }
+// Keep h in a register: without this gcc folds each use of a loaded vector into the FMA
+// as a memory operand, which re-loads it per FMA and makes the loads the bottleneck.
+inline void pin(H& h) { asm("" : "+x"(h)); }
 inline V fma(V x, V y, V c) {
   return {_mm256_fmadd_ps(x.a, y.a, c.a), _mm256_fmadd_ps(x.b, y.b, c.b)};
 }
@@ -82,6 +94,16 @@ inline V q8_weights(const int8_t* q, float d) {  // q*d: exact (8 x 11 significa
 struct V { float v[16]; };
 inline V zero() { V r; for (int j = 0; j < 16; ++j) r.v[j] = 0.f; return r; }
 inline V load(const float* p) { V r; for (int j = 0; j < 16; ++j) r.v[j] = p[j]; return r; }
+inline void store(float* p, V v) { for (int j = 0; j < 16; ++j) p[j] = v.v[j]; }
+struct H { float v[8]; };
+inline H zero_h() { H r; for (int j = 0; j < 8; ++j) r.v[j] = 0.f; return r; }
+inline H load_h(const float* p) { H r; for (int j = 0; j < 8; ++j) r.v[j] = p[j]; return r; }
+inline void store_h(float* p, H h) { for (int j = 0; j < 8; ++j) p[j] = h.v[j]; }
+inline H fma_h(H a, H b, H c) {
+  for (int j = 0; j < 8; ++j) c.v[j] = std::fma(a.v[j], b.v[j], c.v[j]);
+  return c;
+}
+inline void pin(H&) {}
 inline V fma(V a, V b, V c) {
   for (int j = 0; j < 16; ++j) c.v[j] = std::fma(a.v[j], b.v[j], c.v[j]);
   return c;
@@ -170,81 +192,161 @@ inline void dot_rows(const Mat& A, int n, const float* x, float* out) {
   for (int r = 0; r < R; ++r) out[r] = sum(acc[r]);
 }
 
-// Quantized rows n..n+R-1 against M x rows at once: each weight block is dequantized ONCE
-// and applied to every x row, so a batch of M sequences costs little more than one (the
-// dequantization, not memory, is what bounds these kernels). Each (row, x row) keeps its
-// own accumulator fed in the same order as dot_rows, so results are bit for bit those of
-// M separate dot_rows calls. out is [M][R].
-constexpr int MAX_M = 8;
-// x rows per pass: MC accumulators (2 AVX2 registers each) plus the dequantized block and
-// x must fit the 16 vector registers; a block is dequantized once per MC x rows.
-constexpr int MC = 4;
-template <int KIND, int R>
-inline void dot_rows_batch(const Mat& A, int n, const float* x, int M, float* out) {
+// ---------------------------------------------------------------- several x rows (M > 1)
+// A batch multiplies each weight row with M x rows, so FMAs, not memory, bound it, and the
+// work is arranged for them while every (row, x row) pair still accumulates in exactly the
+// order of dot_rows (16 lanes, k ascending in chunks of 16, the same horizontal sum, then
+// the tail): a batch gives bit for bit the results of single rows.
+//  - Register blocking: lanes 0-7 and 8-15 of the 16-lane accumulators are summed in two
+//    passes (lane j only ever meets elements 16c + j), so BATCH_RN x BATCH_MN pairs take
+//    one register each, and a step loads RN weight and MN x vectors for RN * MN FMAs
+//    (3 x 4: 7 loads, 12 FMAs). A whole-V accumulator would need a load per FMA.
+//  - K blocking: a tile of BATCH_ROWS weight rows runs over K in blocks of BATCH_KB, its
+//    accumulators parked in memory between blocks, so the x block all the rows share and
+//    the dequantized weight block stay in L1 (a whole x of 8 rows x 1536 does not).
+//  - A quantized block is dequantized once per tile and block, not once per x row.
+constexpr int BATCH_RN = 3, BATCH_MN = 4, BATCH_ROWS = 4 * BATCH_RN, BATCH_KB = 576;
+
+// acc[(r * M + m) * 16 + lane] += w[r][c] * x[m][c] for c in [0, kl), RN rows, MN x rows.
+template <int RN, int MN>
+inline void block_fma(const float* const* w, int kl, const float* x, int ldx, float* acc,
+                      int M) {
   using namespace vec;
-  const int K = A.K, G = K / 32;
-  const size_t row0 = size_t(n) * G;
+  for (int half = 0; half < 2; ++half) {
+    H a[RN][MN];
+    for (int r = 0; r < RN; ++r)
+      for (int m = 0; m < MN; ++m) a[r][m] = load_h(acc + (r * M + m) * 16 + half * 8);
+    for (int c = half * 8; c < kl; c += 16) {
+      H wv[RN];
+      for (int r = 0; r < RN; ++r) {
+        wv[r] = load_h(w[r] + c);
+        pin(wv[r]);
+      }
+      for (int m = 0; m < MN; ++m) {
+        H xv = load_h(x + size_t(m) * ldx + c);
+        pin(xv);
+        for (int r = 0; r < RN; ++r) a[r][m] = fma_h(wv[r], xv, a[r][m]);
+      }
+    }
+    for (int r = 0; r < RN; ++r)
+      for (int m = 0; m < MN; ++m) store_h(acc + (r * M + m) * 16 + half * 8, a[r][m]);
+  }
+}
+
+// RN rows against all M x rows, MN at a time.
+template <int RN>
+inline void block_fma_all(const float* const* w, int kl, const float* x, int ldx, float* acc,
+                          int M) {
+  int m0 = 0;
+  for (; m0 + BATCH_MN <= M; m0 += BATCH_MN)
+    block_fma<RN, BATCH_MN>(w, kl, x + size_t(m0) * ldx, ldx, acc + m0 * 16, M);
+  static_assert(BATCH_MN == 4, "the remainder cases below");
+  const float* xr = x + size_t(m0) * ldx;
+  switch (M - m0) {
+    case 3: block_fma<RN, 3>(w, kl, xr, ldx, acc + m0 * 16, M); break;
+    case 2: block_fma<RN, 2>(w, kl, xr, ldx, acc + m0 * 16, M); break;
+    case 1: block_fma<RN, 1>(w, kl, xr, ldx, acc + m0 * 16, M); break;
+    default: break;
+  }
+}
+
+// Weights [k0, k0 + kl) of quantized row n into buf (k0, kl multiples of 32), prefetching
+// the same row's next block.
+template <int KIND>
+inline void dequant_slice(const Mat& A, int n, int k0, int kl, float* buf) {
+  const size_t b0 = size_t(n) * (A.K / 32) + k0 / 32;
   constexpr int BLOCK = KIND == Q8_0 ? 32 : 16;
   const char* wq = static_cast<const char*>(A.w);
-  for (int r = 0; r < R; ++r) {
-    for (int m0 = 0; m0 < M; m0 += MC) {
-      const int mc = M - m0 < MC ? M - m0 : MC;
-      V acc[MC];
-      for (int m = 0; m < mc; ++m) acc[m] = zero();
-      for (int g = 0; g < G; ++g) {
-        const size_t b = row0 + size_t(r) * G + g;
-        if (g % (64 / BLOCK) == 0) prefetch(wq + (b + size_t(R) * G) * BLOCK);
-        V lo, hi;
-        block_weights<KIND>(A, b, lo, hi);
-        for (int m = 0; m < mc; ++m) {
-          const float* xg = x + size_t(m0 + m) * K + g * 32;
-          acc[m] = fma(lo, load(xg), acc[m]);
-          acc[m] = fma(hi, load(xg + 16), acc[m]);
-        }
-      }
-      for (int m = 0; m < mc; ++m) out[(m0 + m) * R + r] = sum(acc[m]);
-    }
+  for (int g = 0; g < kl / 32; ++g) {
+    if (g % (64 / BLOCK) == 0) prefetch(wq + (b0 + BATCH_KB / 32 + g) * BLOCK);
+    vec::V lo, hi;
+    block_weights<KIND>(A, b0 + g, lo, hi);
+    vec::store(buf + g * 32, lo);
+    vec::store(buf + g * 32 + 16, hi);
   }
+  prefetch(A.d + b0 + BATCH_KB / 32);
+  if (KIND == Q4_1) prefetch(A.m + b0 + BATCH_KB / 32);
+}
+
+// Per-thread scratch of at least n floats, 64-byte aligned (a 32-byte load that straddles
+// two cache lines costs two). Grows, never shrinks; one per OpenMP thread.
+inline float* scratch(size_t n) {
+  static thread_local std::vector<float> buf;
+  if (buf.size() < n + 16) buf.resize(n + 16);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
 }
 
 // Weight rows per tile: dense rows are pure streaming, so 4 share each x load; quantized
 // rows keep more registers busy (dequantization), and 2 per tile measured ~7% faster.
+// Several x rows take BATCH_ROWS rows per tile (see the batch kernels).
 template <int KIND>
 constexpr int tile_rows() { return KIND == F32 ? 4 : 2; }
 
-// Rows [t*R, ...) of y for all M x rows: y[m*ldy + n] (+)= x[m] . w[n] (+ bias[n]).
-// `accumulate` adds into y (the residual stream) instead of overwriting it.
 template <int KIND>
-inline void gemv_tile(const Mat& A, int t, const float* x, int M, float* y, int ldy,
-                      bool accumulate) {
+inline int tiles(const Mat& A, int M) {
+  const int R = M > 1 ? BATCH_ROWS : tile_rows<KIND>();
+  return (A.N + R - 1) / R;
+}
+
+// y[m*ldy + n] (+)= v (+ bias[n]); `accumulate` adds into y (the residual stream).
+inline void put(const Mat& A, float* y, size_t at, int n, float v, bool accumulate) {
+  if (A.bias) v += A.bias[n];
+  y[at] = accumulate ? y[at] + v : v;
+}
+
+// Rows [t*R, t*R + R) of y for one x row, R = tile_rows.
+template <int KIND>
+inline void gemv_tile(const Mat& A, int t, const float* x, float* y, bool accumulate) {
   constexpr int R = tile_rows<KIND>();
   const int n0 = t * R, n1 = n0 + R < A.N ? n0 + R : A.N;
-  if (KIND != F32 && M > 1 && M <= MAX_M && n1 - n0 == R) {
-    float out[MAX_M * R];
-    dot_rows_batch<KIND, R>(A, n0, x, M, out);
-    for (int m = 0; m < M; ++m) {
-      float* ym = y + size_t(m) * ldy;
-      for (int n = n0; n < n1; ++n) {
-        float v = out[m * R + (n - n0)];
-        if (A.bias) v += A.bias[n];
-        ym[n] = accumulate ? ym[n] + v : v;
+  float out[R];
+  if (n1 - n0 == R) {
+    dot_rows<KIND, R>(A, n0, x, out);
+  } else {
+    for (int n = n0; n < n1; ++n) dot_rows<KIND, 1>(A, n, x, out + (n - n0));
+  }
+  for (int n = n0; n < n1; ++n) put(A, y, n, n, out[n - n0], accumulate);
+}
+
+// Rows [t*BATCH_ROWS, ...) of y for all M > 1 x rows (see the batch kernels).
+template <int KIND>
+inline void gemv_batch_tile(const Mat& A, int t, const float* x, int M, float* y, int ldy,
+                            bool accumulate) {
+  const int K = A.K, K16 = K & ~15;
+  const int n0 = t * BATCH_ROWS, nr = n0 + BATCH_ROWS < A.N ? BATCH_ROWS : A.N - n0;
+  float* acc = scratch(size_t(nr) * M * 16 + BATCH_RN * BATCH_KB);
+  float* wbuf = acc + size_t(nr) * M * 16;  // 64-byte aligned: nr * M * 16 floats before
+  for (size_t i = 0; i < size_t(nr) * M * 16; ++i) acc[i] = 0.f;
+  for (int k0 = 0; k0 < K16; k0 += BATCH_KB) {
+    const int kl = K16 - k0 < BATCH_KB ? K16 - k0 : BATCH_KB;
+    for (int g = 0; g < nr; g += BATCH_RN) {
+      const int rn = nr - g < BATCH_RN ? nr - g : BATCH_RN;
+      const float* w[BATCH_RN];
+      for (int r = 0; r < rn; ++r) {
+        if (KIND == F32) {
+          w[r] = static_cast<const float*>(A.w) + size_t(n0 + g + r) * K + k0;
+        } else {
+          dequant_slice<KIND>(A, n0 + g + r, k0, kl, wbuf + r * BATCH_KB);
+          w[r] = wbuf + r * BATCH_KB;
+        }
+      }
+      float* a = acc + size_t(g) * M * 16;
+      switch (rn) {
+        case 3: block_fma_all<3>(w, kl, x + k0, K, a, M); break;
+        case 2: block_fma_all<2>(w, kl, x + k0, K, a, M); break;
+        default: block_fma_all<1>(w, kl, x + k0, K, a, M); break;
       }
     }
-    return;
   }
-  for (int m = 0; m < M; ++m) {
-    float out[R];
-    const float* xm = x + size_t(m) * A.K;
-    if (n1 - n0 == R) {
-      dot_rows<KIND, R>(A, n0, xm, out);
-    } else {
-      for (int n = n0; n < n1; ++n) dot_rows<KIND, 1>(A, n, xm, out + (n - n0));
-    }
-    float* ym = y + size_t(m) * ldy;
-    for (int n = n0; n < n1; ++n) {
-      float v = out[n - n0];
-      if (A.bias) v += A.bias[n];
-      ym[n] = accumulate ? ym[n] + v : v;
+  for (int r = 0; r < nr; ++r) {
+    const int n = n0 + r;
+    const float* wd = static_cast<const float*>(A.w) + size_t(n) * K;  // F32 tails only
+    for (int m = 0; m < M; ++m) {
+      const float* xm = x + size_t(m) * K;
+      float v = vec::sum(vec::load(acc + (size_t(r) * M + m) * 16));
+      for (int k = K16; k < K; ++k) v += wd[k] * xm[k];  // widths not /16 (dense only)
+      put(A, y, size_t(m) * ldy + n, n, v, accumulate);
     }
   }
 }
@@ -256,10 +358,14 @@ inline void gemv_tile(const Mat& A, int t, const float* x, int M, float* y, int 
 // static). Each row is computed by one thread, so results never depend on the split.
 inline void gemv_shared(const Mat& A, const float* x, int M, float* y, int ldy,
                         bool accumulate) {
-#define LLMOS_TILES(KIND)                                                   \
-  _Pragma("omp for schedule(guided, 4)")                                   \
-  for (int t = 0; t < (A.N + tile_rows<KIND>() - 1) / tile_rows<KIND>(); ++t) \
-    gemv_tile<KIND>(A, t, x, M, y, ldy, accumulate);
+#define LLMOS_TILES(KIND)                                                  \
+  _Pragma("omp for schedule(guided, 4)")                                  \
+  for (int t = 0; t < tiles<KIND>(A, M); ++t) {                           \
+    if (M > 1)                                                            \
+      gemv_batch_tile<KIND>(A, t, x, M, y, ldy, accumulate);              \
+    else                                                                  \
+      gemv_tile<KIND>(A, t, x, y, accumulate);                            \
+  }
   switch (A.kind) {
     case F32: LLMOS_TILES(F32) break;
     case Q4_0: LLMOS_TILES(Q4_0) break;

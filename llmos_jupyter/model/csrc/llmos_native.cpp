@@ -18,6 +18,7 @@
 
 #include "attention.h"
 #include "gemv.h"
+#include "vmath.h"
 
 extern "C" {
 
@@ -70,29 +71,21 @@ void llmos_gemv(const Mat* A, const float* x, int M, float* y, int n_threads) {
   gemv_shared(*A, x, M, y, A->N, false);
 }
 
-// w [N, K] = the float32 weight of A's blocks, rounded as gguf's numpy dequantizer does.
+// w [N, K] = the float32 weight of A's blocks, rounded as gguf's numpy dequantizer does
+// (block_weights is exact; see gemv.h). Prefill multiplies this with BLAS, so it runs
+// once per prefill call and has to be quick: vectorized, ~10x the scalar loop.
 void llmos_dequantize(const Mat* A, float* w, int n_threads) {
-  const int64_t G = A->K / 32, nb = int64_t(A->N) * G;
+  const int64_t nb = int64_t(A->N) * (A->K / 32);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (int64_t b = 0; b < nb; ++b) {
-    float* o = w + b * 32;
-    const float d = A->d[b];
-    if (A->kind == Q8_0) {
-      const int8_t* q = static_cast<const int8_t*>(A->w) + b * 32;
-      for (int j = 0; j < 32; ++j) o[j] = float(q[j]) * d;
-      continue;
+    vec::V lo, hi;
+    switch (A->kind) {
+      case Q4_0: block_weights<Q4_0>(*A, b, lo, hi); break;
+      case Q4_1: block_weights<Q4_1>(*A, b, lo, hi); break;
+      default: block_weights<Q8_0>(*A, b, lo, hi); break;
     }
-    const uint8_t* q = static_cast<const uint8_t*>(A->w) + b * 16;
-    for (int j = 0; j < 16; ++j) {
-      const int lo = q[j] & 15, hi = q[j] >> 4;
-      if (A->kind == Q4_1) {
-        o[j] = d * float(lo) + A->m[b];
-        o[j + 16] = d * float(hi) + A->m[b];
-      } else {
-        o[j] = d * float(lo - 8);
-        o[j + 16] = d * float(hi - 8);
-      }
-    }
+    vec::store(w + b * 32, lo);
+    vec::store(w + b * 32 + 16, hi);
   }
 }
 
@@ -160,10 +153,14 @@ int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64
 #pragma omp for schedule(static)
       for (int b = 0; b < B; ++b) rms_norm_row(x + b * dim, L.ffn_norm, dim, md->eps, h + b * dim);
       gemv_shared(L.w_in, h, B, ff, 2 * F, false);
+      // silu(gate) * up in chunks of 256 (vectorized exp: a scalar expf per element was
+      // ~15 ms of a 16-row step).
+      const int chunks = (F + 255) / 256;
 #pragma omp for schedule(static)
-      for (int i = 0; i < B * F; ++i) {
-        const float g = ff[(i / F) * 2 * F + i % F], up = ff[(i / F) * 2 * F + F + i % F];
-        act[i] = g / (1.f + std::exp(-g)) * up;  // silu(gate) * up
+      for (int t = 0; t < B * chunks; ++t) {
+        const int b = t / chunks, j = (t % chunks) * 256, n = F - j < 256 ? F - j : 256;
+        const float* g = ff + size_t(b) * 2 * F + j;
+        silu_mul(g, g + F, act + size_t(b) * F + j, n);
       }
       gemv_shared(L.w_out, act, B, x, dim, true);
     }
