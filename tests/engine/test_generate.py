@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
@@ -275,3 +276,25 @@ def test_rows_finishing_at_different_steps_match_their_solo_runs(tiny_model, tin
     for b, (got, want) in enumerate(zip(batch, solo, strict=True)):
         assert got.token_ids == want.token_ids, b
         assert got.text == want.text and got.finish_reason == want.finish_reason, b
+
+
+def test_prompts_past_the_kv_budget_run_as_successive_batches(tiny_model, tiny_tok,
+                                                               monkeypatch):
+    gen = importlib.import_module("llmos_jupyter.engine.generate")  # the module
+
+    prompts = [[5 + i, 9, 11 + i][: 1 + i % 3] for i in range(7)]
+    params = GenerationParams(temperature=0.8, top_k=40, max_tokens=6, seed=3, ignore_eos=True)
+    whole, whole_pieces = collect(tiny_model, tiny_tok, prompts, params)
+    c = tiny_model.config
+    per_row = 2 * c.n_layers * c.n_kv_heads * c.head_dim * 4 * (3 + 6)
+    monkeypatch.setattr(gen, "KV_BUDGET_BYTES", 3 * per_row)  # three rows per batch
+    assert gen.kv_chunks(tiny_model, prompts, [6] * 7) == [(0, 3), (3, 6), (6, 7)]
+    split, split_pieces = collect(tiny_model, tiny_tok, prompts, params)
+    assert [r.token_ids for r in split] == [r.token_ids for r in whole]
+    assert split_pieces == whole_pieces  # streamed pieces carry each prompt's own index
+    # Stopping during the first batch cancels the rest without running them.
+    polls = iter([False, True])
+    stopped = generate(tiny_model, tiny_tok, prompts, params,
+                       should_stop=lambda: next(polls, True))
+    assert [r.finish_reason for r in stopped] == ["cancelled"] * 7
+    assert stopped[6].token_ids == [] and stopped[6].usage["prompt_tokens"] == 1
