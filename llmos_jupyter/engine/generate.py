@@ -65,7 +65,7 @@ def generate(
     on_piece: OnPiece | None = None,
     should_stop: ShouldStop | None = None,
 ) -> list[GenerationResult]:
-    """Complete every prompt (token ids) in one batch; one GenerationResult per prompt.
+    """Complete every prompt (token ids), batched; one GenerationResult per prompt.
 
     on_piece(row, text) receives each row's text as it is produced: whole characters only,
     never any part of a stop string; the pieces of a row concatenate to its result's text.

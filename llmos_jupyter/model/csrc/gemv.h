@@ -203,7 +203,9 @@ inline void dot_rows(const Mat& A, int n, const float* x, float* out) {
 //    (3 x 4: 7 loads, 12 FMAs). A whole-V accumulator would need a load per FMA.
 //  - K blocking: a tile of BATCH_ROWS weight rows runs over K in blocks of BATCH_KB, its
 //    accumulators parked in memory between blocks, so the x block all the rows share and
-//    the dequantized weight block stay in L1 (a whole x of 8 rows x 1536 does not).
+//    the dequantized weight block stay near L1 (a whole x of 8 rows x 1536 does not). 576
+//    measured best on SmolLM2 at 8-32 rows: smaller blocks lost more to the parked
+//    accumulators than they won in cache.
 //  - A quantized block is dequantized once per tile and block, not once per x row.
 constexpr int BATCH_RN = 3, BATCH_MN = 4, BATCH_ROWS = 4 * BATCH_RN, BATCH_KB = 576;
 
@@ -341,11 +343,13 @@ inline void gemv_batch_tile(const Mat& A, int t, const float* x, int M, float* y
   }
   for (int r = 0; r < nr; ++r) {
     const int n = n0 + r;
-    const float* wd = static_cast<const float*>(A.w) + size_t(n) * K;  // F32 tails only
     for (int m = 0; m < M; ++m) {
-      const float* xm = x + size_t(m) * K;
       float v = vec::sum(vec::load(acc + (size_t(r) * M + m) * 16));
-      for (int k = K16; k < K; ++k) v += wd[k] * xm[k];  // widths not /16 (dense only)
+      if (KIND == F32 && K16 < K) {  // widths not /16 (dense only), as dot_rows does
+        const float* wd = static_cast<const float*>(A.w) + size_t(n) * K;
+        const float* xm = x + size_t(m) * K;
+        for (int k = K16; k < K; ++k) v += wd[k] * xm[k];
+      }
       put(A, y, size_t(m) * ldy + n, n, v, accumulate);
     }
   }
