@@ -13,6 +13,7 @@ import time
 import pytest
 
 from llmos_jupyter.cli import main
+from llmos_jupyter.runtime.task_runs import BATCH_SIZE
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
@@ -136,7 +137,9 @@ def test_console_script_help():
 
 
 def test_sigkill_mid_run_then_resume_gives_each_item_one_result(store_home, tmp_path, capsys):
-    n = 40
+    # Several batches (task_runs.BATCH_SIZE each), so the kill lands after the first is
+    # recorded and well before the last.
+    n = 3 * BATCH_SIZE + 4
     data = tmp_path / "many.jsonl"
     data.write_text("".join(json.dumps({"text": f"Item {i}: the number {i} is nice."}) + "\n"
                             for i in range(n)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -137,13 +136,11 @@ def test_corrupt_directories(tmp_path):
         read_native(tmp_path / "m.gguf")
 
 
-def test_default_model_converts_and_loads_fast(smollm2_gguf, tmp_path):
+def test_default_model_converts_and_reads_back(smollm2_gguf, tmp_path):
+    # (How fast it loads is benchmarks/bench_decode.py's to say, not a timed test's.)
     src = read_gguf(smollm2_gguf)
     out = write_native(src, tmp_path / "smollm2")
-    start = time.perf_counter()
     back = read_native(out)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, f"reading the native default model took {elapsed:.2f} s"
     assert back.config == src.config and back.tokenizer == src.tokenizer
     for name in ("tok_embeddings.weight", "layers.7.attn.wqkv.weight", "norm.weight"):
         x, y = src.tensors[name], back.tensors[name]

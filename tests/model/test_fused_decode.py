@@ -103,7 +103,7 @@ def test_falls_back_where_it_does_not_apply():
     model = tiny_model("tiny")
     model.setup_caches(fused_decode.MAX_ROWS + 1, 8)
     assert model._fused_decoder(1) is not None
-    assert model._fused_decoder(fused_decode.MAX_ROWS + 1) is None  # BLAS wins there
+    assert model._fused_decoder(fused_decode.MAX_ROWS + 1) is None  # the torch path
     with attention.use_backend("reference"):  # an explicit backend is honoured
         assert model._fused_decoder(1) is None
     assert not fused_decode.supports(tiny_model("tiny-gpt2"))

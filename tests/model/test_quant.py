@@ -45,7 +45,8 @@ def test_int4_requantizes_dense_and_int8():
 
 @pytest.mark.skipif(not ggml_linear.available(), reason="no C++ compiler for the kernel")
 @pytest.mark.parametrize("kind", ["Q4_0", "Q4_1", "Q8_0"])
-@pytest.mark.parametrize("M", [1, 3, 8, 17])  # 17 > GEMV_MAX_ROWS: the dequantize + BLAS path
+# 13 rows: the batch kernel; GEMV_MAX_ROWS + 1: the dequantize + BLAS path
+@pytest.mark.parametrize("M", [1, 3, 8, 13, ggml_linear.GEMV_MAX_ROWS + 1])
 def test_ggml_linear_is_float32_exact(kind, M):
     qt = _quantized(kind)
     bias = torch.randn(qt.shape[0])

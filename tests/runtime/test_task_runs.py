@@ -85,13 +85,14 @@ def test_batched_items_equal_single_items(tiny):
 def test_cancel_stops_a_background_run(tiny):
     llmos.tasks.add("long", {"inputs": ["text"], "prompt": "{text}", "chat": False,
                              "params": {"max_tokens": 200, "temperature": 0}})
-    llmos.datasets.add("many", [{"text": f"item {i}"} for i in range(64)])
+    # Many batches of work, so the run cannot finish before the cancel lands.
+    llmos.datasets.add("many", [{"text": f"item {i}"} for i in range(320)])
     run = llmos.run("long", data="many", model="tiny")
     while run.status == "queued":
         time.sleep(0.05)
     run.cancel().wait(timeout=60)
     assert run.status == "cancelled"
-    assert run.record().done < 64
+    assert run.record().done < 320
 
 
 def test_errors_name_the_problem(tiny):
