@@ -8,9 +8,9 @@ parallel region, reading the model's own tensors through raw pointers.
 
 It applies to Llama-family models (RMSNorm, RoPE, SwiGLU) whose activations are float32
 on CPU and whose projections are dense float32 (`nn.Linear`, `CastLinear`) or GGML blocks
-(`GGMLLinear`), for up to MAX_ROWS sequences, when the attention backend is the CPU
-default ("sdpa"). Everything else — other backends, bigger batches, other dtypes — takes
-the torch path in transformer.py, which stays the reference the tests compare against.
+(`GGMLLinear`), for any number of sequences, when the attention backend is the CPU
+default ("sdpa"). Everything else — other backends, other dtypes — takes the torch path
+in transformer.py, which stays the reference the tests compare against.
 
 The plan holds references to every tensor it points at, so a pointer can never outlive
 its memory; Transformer drops the plan whenever tensors may move (setup_caches, `.to()`).
@@ -27,11 +27,6 @@ from llmos_jupyter.model import native
 from llmos_jupyter.model.ggml_linear import FusedRMSNorm, GGMLLinear
 from llmos_jupyter.model.quant import CastLinear
 
-# Sequences per fused step. The kernel takes any number, and its cost per sequence keeps
-# falling as rows are added, since each weight block is dequantized once for all of them
-# (SmolLM2, 2 AVX2 cores: ~9.5 ms per token alone, 3.5 ms per row at 16 rows, 3.25 at
-# 32); 32 rows still keep a step near 0.1 s, so streaming and cancellation stay prompt.
-MAX_ROWS = 32
 _P = ctypes.c_void_p
 
 
@@ -115,7 +110,7 @@ class FusedDecoder:
     # --- the step ---------------------------------------------------------------------
 
     def applies(self, batch_size: int) -> bool:
-        return batch_size <= min(MAX_ROWS, self.batch_size)
+        return batch_size <= self.batch_size
 
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits [B, V] float32 of tokens [B] at positions [B] (see Transformer.decode_step).

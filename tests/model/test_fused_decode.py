@@ -64,12 +64,14 @@ def _assert_fused_matches_torch(model, prompts: list[list[int]], steps: int) -> 
 
 
 @pytest.mark.parametrize("name,overrides", VARIANTS)
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", [1, 3, 13])
 def test_fused_matches_torch_path(name, overrides, batch):
     model = tiny_model(name, **overrides)
     # Lengths 13, 6, 3: rows at different positions; 12 steps cross the 4- and 8-position
-    # blocks of the attention kernel and their tails.
-    prompts = [list(range(7, 20)), [5, 9, 200, 7, 11, 3], [4, 8, 15]][:batch]
+    # blocks of the attention kernel and their tails. 13 rows: the batch kernels' groups
+    # of 4 x rows and their remainder.
+    prompts = [list(range(7, 20)), [5, 9, 200, 7, 11, 3], [4, 8, 15]]
+    prompts = [[t + i for t in prompts[i % 3]] for i in range(batch)]
     _assert_fused_matches_torch(model, prompts, 12)
 
 
@@ -101,9 +103,9 @@ def test_ggml_and_float32_fused_steps_are_bit_identical(kind):
 
 def test_falls_back_where_it_does_not_apply():
     model = tiny_model("tiny")
-    model.setup_caches(fused_decode.MAX_ROWS + 1, 8)
-    assert model._fused_decoder(1) is not None
-    assert model._fused_decoder(fused_decode.MAX_ROWS + 1) is None  # the torch path
+    model.setup_caches(40, 8)
+    assert model._fused_decoder(1) is not None and model._fused_decoder(40) is not None
+    assert model._fused_decoder(41) is None  # more rows than the caches hold
     with attention.use_backend("reference"):  # an explicit backend is honoured
         assert model._fused_decoder(1) is None
     assert not fused_decode.supports(tiny_model("tiny-gpt2"))
