@@ -238,6 +238,8 @@ def write_tiny_gguf(
     *,
     qtype_overrides: dict[str, str] | None = None,
     drop_tensors: tuple[str, ...] = (),
+    extra_tensors: dict[str, np.ndarray] | None = None,
+    strings: dict[str, str] | None = None,
     **config_overrides: Any,
 ) -> Path:
     """Write a tiny random GGUF as llama.cpp would, and return its path.
@@ -247,6 +249,8 @@ def write_tiny_gguf(
     (gguf-py cannot quantize K-quants). 1-D tensors are always F32.
     qtype_overrides: per GGUF tensor-name suffix, e.g. {"attn_v.weight": "Q8_0"}.
     drop_tensors: GGUF tensor names to leave out (to test incomplete files).
+    extra_tensors: more tensors to write as they are (e.g. "rope_freqs.weight").
+    strings: more string metadata (e.g. {"llama.rope.scaling.type": "yarn"}).
     The weights are `tiny_state_dict(tiny_config(arch, config_name, **config_overrides), seed)`.
     """
     import gguf
@@ -283,9 +287,11 @@ def write_tiny_gguf(
     w.add_pad_token_id(tok["pad_id"])
     w.add_add_bos_token(False)
     w.add_chat_template(tok["chat_template"])
+    for key, value in (strings or {}).items():
+        w.add_string(key, value)
 
     overrides = qtype_overrides or {}
-    for name, arr in tensors.items():
+    for name, arr in {**tensors, **(extra_tensors or {})}.items():
         if name in drop_tensors:
             continue
         kind = next((q for suffix, q in overrides.items() if name.endswith(suffix)), qtype)

@@ -13,6 +13,7 @@ uses the NEOX rope for them), and GPT-2 has no rotary at all.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,13 @@ def _config(gf: GGUFFile, gguf_arch: str, arch: str) -> ModelConfig:
         np.format_float_positional(np.float32(fields["norm_eps"]), unique=True)
     )
     scaling = _field(gf, p + "rope.scaling.type")
-    if scaling not in (None, "none"):
-        fields["extra"] = {"rope_scaling": scaling}
+    if scaling == "linear":
+        fields["rope_scaling"] = {"type": "linear",
+                                  "factor": float(_field(gf, p + "rope.scaling.factor", 1.0))}
+    elif scaling not in (None, "none"):
+        # Refused, not ignored: with the wrong frequencies a model loads and answers wrongly.
+        raise CheckpointError(f"{gf.path}: RoPE scaling {scaling!r} is not supported "
+                              "(supported: linear, and llama3 frequency factors)")
     try:
         return ModelConfig(**fields)
     except ConfigError as exc:
@@ -263,6 +269,21 @@ def _gpt2_tensors(ld: _TensorLoader, cfg: ModelConfig) -> dict[str, Tensor]:
     return out
 
 
+def _frequency_factors(ld: _TensorLoader, cfg: ModelConfig) -> ModelConfig:
+    """cfg with the RoPE frequency divisors of a `rope_freqs.weight` tensor, which llama.cpp
+    writes for Llama 3.1+ in place of its llama3 scaling parameters."""
+    if "rope_freqs.weight" not in ld.unused:
+        return cfg
+    if cfg.rope_scaling is not None:
+        raise CheckpointError(f"{ld.gf.path}: both rope_freqs and {cfg.rope_scaling['type']} "
+                              "RoPE scaling are given; which applies is ambiguous")
+    factors = ld.load("rope_freqs.weight").float().flatten().tolist()
+    try:
+        return dataclasses.replace(cfg, rope_scaling={"type": "factors", "factors": factors})
+    except ConfigError as exc:
+        raise CheckpointError(f"{ld.gf.path}: rope_freqs.weight: {exc}") from exc
+
+
 def read_gguf(path: str | Path) -> Checkpoint:
     """Read a GGUF file into a Checkpoint (config, tensors in OUR naming, tokenizer, metadata).
 
@@ -273,6 +294,7 @@ def read_gguf(path: str | Path) -> Checkpoint:
     gguf_arch, arch, permuted = _architecture(gf)
     cfg = _config(gf, gguf_arch, arch)
     ld = _TensorLoader(gf)
+    cfg = _frequency_factors(ld, cfg)
     try:
         tensors = _llama_tensors(ld, cfg, permuted) if arch == "llama" else _gpt2_tensors(ld, cfg)
     except (ValueError, IndexError) as exc:

@@ -17,7 +17,7 @@ import torch
 from llmos_jupyter.errors import CheckpointError, ConfigError
 from llmos_jupyter.formats.checkpoint import Checkpoint, TokenizerSpec
 from llmos_jupyter.formats.shapes import check_shapes
-from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.model.config import ROPE_SCALING_KEYS, ModelConfig
 
 LLAMA_TYPES = ("llama", "mistral", "qwen2", "smollm", "smollm2", "smollm3")
 # Qwen2 always has q/k/v biases; llama/mistral only when config says attention_bias.
@@ -39,6 +39,26 @@ def _rope_theta(hf: dict[str, Any]) -> float:
     return float(hf.get("rope_theta") or params.get("rope_theta") or 10000.0)
 
 
+def _rope_scaling(root: Path, hf: dict[str, Any]) -> dict[str, Any] | None:
+    """ModelConfig.rope_scaling from "rope_scaling" (transformers 4) or "rope_parameters"
+    (5); None for plain RoPE. Scalings we do not apply are refused, not ignored: a model
+    run with the wrong frequencies loads fine and answers wrongly."""
+    raw = hf.get("rope_scaling") or hf.get("rope_parameters") or {}
+    kind = raw.get("rope_type") or raw.get("type") or "default"
+    if kind == "default":
+        return None
+    keys = ROPE_SCALING_KEYS.get(kind) if kind != "factors" else None
+    if keys is None:
+        raise CheckpointError(
+            f"{root / 'config.json'}: RoPE scaling {kind!r} is not supported (supported: "
+            "linear, llama3); this model would run with the wrong position frequencies")
+    scaling = {"type": kind, **{k: raw[k] for k in keys if k in raw}}
+    if kind == "llama3":  # as transformers: the original context defaults to the model's
+        scaling.setdefault("original_max_position_embeddings",
+                           hf.get("max_position_embeddings", 2048))
+    return scaling
+
+
 def _config(root: Path, hf: dict[str, Any]) -> ModelConfig:
     model_type = hf.get("model_type")
     try:
@@ -50,7 +70,6 @@ def _config(root: Path, hf: dict[str, Any]) -> ModelConfig:
                     "(llama uses 'silu')"
                 )
             n_heads = hf["num_attention_heads"]
-            extra = {"rope_scaling": hf["rope_scaling"]} if hf.get("rope_scaling") else {}
             return ModelConfig(
                 arch="llama",
                 vocab_size=hf["vocab_size"],
@@ -66,7 +85,7 @@ def _config(root: Path, hf: dict[str, Any]) -> ModelConfig:
                 tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
                 qkv_bias=model_type in ALWAYS_QKV_BIAS or bool(hf.get("attention_bias", False)),
                 activation="silu",
-                extra=extra,
+                rope_scaling=_rope_scaling(root, hf),
             )
         if model_type == "gpt2":
             act = hf.get("activation_function", "gelu_new")

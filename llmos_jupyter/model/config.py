@@ -39,6 +39,11 @@ class ModelConfig:
     norm_eps: float = 1e-5
     # RoPE base; SmolLM2 uses 100000, Llama-2 10000, Llama-3 500000.
     rope_theta: float = 10000.0
+    # RoPE frequency scaling for contexts past the trained one, or None: {"type": "linear",
+    # "factor"}, {"type": "llama3", "factor", "low_freq_factor", "high_freq_factor",
+    # "original_max_position_embeddings"} (Llama 3.1+), or {"type": "factors", "factors":
+    # [head_dim / 2 divisors of the frequencies]} (GGUF's rope_freqs). See rope.py.
+    rope_scaling: dict[str, Any] | None = None
     # Output projection shares the embedding matrix (SmolLM2, GPT-2) or has its own.
     tie_embeddings: bool = True
     # Qwen2-style bias on q/k/v projections (GPT-2 always has biases everywhere).
@@ -61,6 +66,8 @@ class ModelConfig:
             )
         if self.arch not in ("llama", "gpt2"):
             raise ConfigError(f"unsupported arch {self.arch!r}; use 'llama' or 'gpt2'")
+        if self.rope_scaling is not None:
+            check_rope_scaling(self.rope_scaling, self.head_dim)
 
     @property
     def qkv_dim(self) -> int:
@@ -85,6 +92,30 @@ class ModelConfig:
                 f"unknown config {name!r}{suggest(name, CONFIGS)}; known: {sorted(CONFIGS)}"
             )
         return cls(**{**CONFIGS[name], **overrides})
+
+
+ROPE_SCALING_KEYS = {
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor",
+               "original_max_position_embeddings"),
+    "factors": ("factors",),
+}
+
+
+def check_rope_scaling(scaling: dict[str, Any], head_dim: int) -> None:
+    """Raise ConfigError unless `scaling` is a RoPE scaling rope.py applies."""
+    kind = scaling.get("type")
+    if kind not in ROPE_SCALING_KEYS:
+        raise ConfigError(f"RoPE scaling type {kind!r} is not supported; supported: "
+                          f"{sorted(ROPE_SCALING_KEYS)}")
+    missing = [k for k in ROPE_SCALING_KEYS[kind] if k not in scaling]
+    if missing:
+        raise ConfigError(f"{kind} RoPE scaling lacks {missing}")
+    if kind == "factors" and len(scaling["factors"]) != head_dim // 2:
+        raise ConfigError(f"RoPE frequency factors: {len(scaling['factors'])} given, "
+                          f"head_dim / 2 = {head_dim // 2} expected")
+    if kind == "llama3" and scaling["high_freq_factor"] <= scaling["low_freq_factor"]:
+        raise ConfigError("llama3 RoPE scaling needs high_freq_factor > low_freq_factor")
 
 
 CONFIGS: dict[str, dict[str, Any]] = {

@@ -7,13 +7,18 @@ layout (GGUF readers undo llama.cpp's interleaved permutation).
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 
 
 def rope_tables(
-    head_dim: int, max_seq_len: int, theta: float, device: torch.device | str | None = None
+    head_dim: int, max_seq_len: int, theta: float, device: torch.device | str | None = None,
+    scaling: dict[str, Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (cos, sin_signed), each float32 [max_seq_len, head_dim].
+    """Return (cos, sin_signed), each float32 [max_seq_len, head_dim], with the
+    frequencies scaled as `scaling` says (ModelConfig.rope_scaling; None: plain RoPE).
 
     `sin_signed` is sin with the first half negated, so that
     rotate_half(x) * sin == swap_halves(x) * sin_signed — one flip instead of
@@ -25,12 +30,39 @@ def rope_tables(
     cpu = torch.device("cpu")
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32,
                                              device=cpu) / head_dim))
+    if scaling is not None:
+        inv_freq = scaled_frequencies(inv_freq, scaling)
     pos = torch.arange(max_seq_len, dtype=torch.float32, device=cpu)
     freqs = torch.outer(pos, inv_freq)  # (S, D/2)
     emb = torch.cat([freqs, freqs], dim=-1)  # (S, D)
     cos, sin = emb.cos(), emb.sin()
     sin_signed = torch.cat([-sin[:, : head_dim // 2], sin[:, head_dim // 2 :]], dim=-1)
     return cos.to(device), sin_signed.to(device)
+
+
+def scaled_frequencies(inv_freq: torch.Tensor, scaling: dict[str, Any]) -> torch.Tensor:
+    """RoPE's inverse frequencies [D/2] under a scaling (see ModelConfig.rope_scaling), in
+    float32 and in the order of operations transformers uses, so tables match its bits."""
+    kind = scaling["type"]
+    if kind == "linear":  # every position squeezed by the factor
+        return inv_freq / scaling["factor"]
+    if kind == "factors":  # llama.cpp's rope_freqs: one divisor per frequency
+        return inv_freq / torch.tensor(scaling["factors"], dtype=torch.float32,
+                                       device=inv_freq.device)
+    if kind != "llama3":
+        raise ValueError(f"unknown RoPE scaling type {kind!r}")
+    # Llama 3.1: wavelengths longer than the original context / low_freq_factor are
+    # interpolated by the factor, shorter than context / high_freq_factor kept, and the
+    # band between blended linearly in context / wavelength.
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    context = scaling["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    longest = wavelen > context / low
+    shortest = wavelen < context / high
+    base = torch.where(longest, inv_freq / factor, inv_freq)
+    t = (context / wavelen - low) / (high - low)
+    blended = (1 - t) * base / factor + t * base
+    return torch.where(~shortest & ~longest, blended, base)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:

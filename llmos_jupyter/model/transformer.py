@@ -181,7 +181,7 @@ class Transformer(nn.Module):
         """(Re)compute RoPE tables on `device` — after building on the meta device."""
         device = device if device is not None else self.tok_embeddings.weight.device
         cos, sin = rope_tables(self.config.head_dim, self.config.max_seq_len,
-                               self.config.rope_theta, device)
+                               self.config.rope_theta, device, self.config.rope_scaling)
         self.register_buffer("rope_cos", cos.to(self.dtype), persistent=False)
         self.register_buffer("rope_sin", sin.to(self.dtype), persistent=False)
 
