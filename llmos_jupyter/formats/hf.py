@@ -45,7 +45,9 @@ def _rope_scaling(root: Path, hf: dict[str, Any]) -> dict[str, Any] | None:
     run with the wrong frequencies loads fine and answers wrongly."""
     raw = hf.get("rope_scaling") or hf.get("rope_parameters") or {}
     kind = raw.get("rope_type") or raw.get("type") or "default"
-    if kind == "default":
+    # Dynamic NTK changes nothing up to max_position_embeddings, which is as far as our
+    # context (max_seq_len) goes, so it is plain RoPE here.
+    if kind in ("default", "dynamic"):
         return None
     keys = ROPE_SCALING_KEYS.get(kind) if kind != "factors" else None
     if keys is None:

@@ -108,6 +108,15 @@ def test_scalings_we_do_not_apply_are_refused(tmp_path):
         ModelConfig(arch="llama", rope_scaling={"type": "llama3", "factor": 8.0})
 
 
+def test_dynamic_ntk_is_plain_rope_within_the_context(tmp_path):
+    d = _hf_dir(tmp_path, {"rope_type": "dynamic", "factor": 2.0})
+    ckpt = read_hf_dir(d)
+    assert ckpt.config.rope_scaling is None
+    ref = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    ids = torch.randint(0, ckpt.config.vocab_size, (1, ckpt.config.max_seq_len))
+    assert _rel(_logits(build_model(ckpt), ids), _logits(ref, ids)) < 1e-5
+
+
 def test_scaling_survives_the_native_format(tmp_path):
     from llmos_jupyter.formats.native import read_native, write_native
 
