@@ -361,27 +361,18 @@ def _generation(
 
 
 def _compact(model: Any, slots: list[int], alive: list[bool], length: int) -> list[int]:
-    """Move the last running rows into the cache rows of finished ones (positions
-    [0, length)); return the old indices of the rows kept, in their new order."""
-    order = list(range(len(slots)))
-    n = len(order)
-    src: list[int] = []
-    dst: list[int] = []
-    for i in range(len(slots)):
-        if i >= n:
-            break
-        if alive[i]:
-            continue
-        while n > i + 1 and not alive[n - 1]:
-            n -= 1  # finished rows at the end just drop off
-        n -= 1
-        if n > i:  # row n (running) takes slot i
-            src.append(n)
-            dst.append(i)
-            order[i] = n
-    if src:
-        model.move_rows(src, dst, length)
-    return order[:n]
+    """Move running rows from past the new end of the batch into the cache rows of
+    finished ones before it (positions [0, length)), one copy each; return the old
+    indices of the rows kept, in their new order."""
+    n = sum(alive)
+    holes = [i for i in range(n) if not alive[i]]
+    movers = [i for i in range(n, len(slots)) if alive[i]]  # as many as holes
+    if movers:
+        model.move_rows(movers, holes, length)
+    order = list(range(n))
+    for hole, mover in zip(holes, movers, strict=True):
+        order[hole] = mover
+    return order
 
 
 def _as_lists(prompts: Sequence[Sequence[int]]) -> list[list[int]]:
