@@ -9,6 +9,11 @@ from llmos_jupyter.model.config import ModelConfig
 from llmos_jupyter.model.transformer import Transformer
 
 
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference relative to b's largest magnitude."""
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
 def tiny_model(name: str = "tiny", seed: int = 0, **overrides) -> Transformer:
     """Our Transformer with random weights; norms and biases perturbed so they matter."""
     torch.manual_seed(seed)

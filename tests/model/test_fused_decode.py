@@ -13,16 +13,13 @@ from gguf.quants import quantize
 from llmos_jupyter.formats.checkpoint import QuantizedTensor
 from llmos_jupyter.model import attention, fused_decode, native
 from llmos_jupyter.model.loading import build_model
-from tests.model.helpers import checkpoint_of, right_padded, tiny_model
+from tests.model.helpers import checkpoint_of, rel_err, right_padded, tiny_model
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C++ compiler")
 
 VARIANTS = [("tiny", {}), ("tiny", {"tie_embeddings": True}), ("tiny", {"qkv_bias": True}),
             ("tiny", {"dim": 256, "n_heads": 4})]  # head_dim 64: the AVX2 attention path
 
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def _decode(model, prompts: list[list[int]], steps: int, fused: bool):
@@ -59,7 +56,7 @@ def _assert_fused_matches_torch(model, prompts: list[list[int]], steps: int) -> 
     (relative), tokens exactly."""
     want_logits, want_toks = _decode(model, prompts, steps, fused=False)
     got_logits, got_toks = _decode(model, prompts, steps, fused=True)
-    assert _rel(got_logits, want_logits) < 1e-5
+    assert rel_err(got_logits, want_logits) < 1e-5
     assert torch.equal(got_toks, want_toks)
 
 
@@ -122,7 +119,7 @@ def test_plan_follows_reallocated_caches():
     model.setup_caches(1, 32)  # bigger: new buffers, so the plan must be rebuilt
     model.prefill(seq[:, :4], torch.tensor([4]))
     for p in range(4, 12):
-        assert _rel(model.decode_step(seq[:, p], torch.tensor([p]))[0], want[0, p]) < 1e-5
+        assert rel_err(model.decode_step(seq[:, p], torch.tensor([p]))[0], want[0, p]) < 1e-5
 
 
 def test_out_of_range_inputs_raise():

@@ -12,11 +12,7 @@ from llmos_jupyter.errors import CheckpointError, ConfigError
 from llmos_jupyter.formats.checkpoint import QuantizedTensor
 from llmos_jupyter.model import ggml_linear
 from llmos_jupyter.model.loading import build_model, resolve_dtype
-from tests.model.helpers import checkpoint_of, tiny_model
-
-
-def _rel(a, b) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
+from tests.model.helpers import checkpoint_of, rel_err, tiny_model
 
 
 def _quantize_projections(ckpt, kind: str):
@@ -66,10 +62,10 @@ def test_dense_checkpoint_in_every_mode(name, overrides, dtype, tol):
         want = ref(ids)
         got = model(ids)
     assert got.dtype == torch.float32
-    assert _rel(got, want) < tol
+    assert rel_err(got, want) < tol
     model.setup_caches(2, 16)
     last = model.prefill(ids, torch.tensor([9, 9]))
-    assert _rel(last, got[:, -1]) < max(tol, 1e-5) * 2
+    assert rel_err(last, got[:, -1]) < max(tol, 1e-5) * 2
 
 
 @pytest.mark.parametrize("kind", ["Q4_0", "Q4_1"])
@@ -82,7 +78,7 @@ def test_int4_keeps_ggml_blocks(kind):
     dense = build_model(ckpt, dtype="float32")
     ids = torch.randint(0, 512, (1, 9))
     with torch.no_grad():
-        assert _rel(model(ids), dense(ids)) < 5e-2
+        assert rel_err(model(ids), dense(ids)) < 5e-2
 
 
 @pytest.mark.skipif(not ggml_linear.available(), reason="no C++ compiler for the kernel")
@@ -96,10 +92,10 @@ def test_ggml_mode_and_auto_match_float32():
         model.setup_caches(2, 16)
     a = dense.prefill(ids, torch.tensor([9, 6]))
     b = auto.prefill(ids, torch.tensor([9, 6]))
-    assert _rel(b, a) < 1e-5
+    assert rel_err(b, a) < 1e-5
     pos = torch.tensor([9, 6])
     tok = a.argmax(-1)
-    assert _rel(auto.decode_step(tok, pos), dense.decode_step(tok, pos)) < 1e-5
+    assert rel_err(auto.decode_step(tok, pos), dense.decode_step(tok, pos)) < 1e-5
 
 
 def test_auto_without_blocks_is_float32():

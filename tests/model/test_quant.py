@@ -12,15 +12,13 @@ from llmos_jupyter.formats.checkpoint import QuantizedTensor
 from llmos_jupyter.model import ggml_linear
 from llmos_jupyter.model.ggml_linear import GGMLLinear
 from llmos_jupyter.model.quant import Int4Linear, Int8Linear
+from tests.model.helpers import rel_err
 
 
 def _quantized(kind: str, N: int = 96, K: int = 160, seed: int = 0) -> QuantizedTensor:
     w = np.random.default_rng(seed).standard_normal((N, K)).astype(np.float32)
     return QuantizedTensor(kind, quantize(w, GGMLQuantizationType[kind]), (N, K))
 
-
-def _rel(a, b) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 @pytest.mark.parametrize("kind", ["Q4_0", "Q4_1"])
@@ -29,9 +27,9 @@ def test_int4_maps_ggml_blocks_exactly(kind):
     layer = Int4Linear.from_ggml(kind, qt.blocks, qt.shape)
     w = qt.dequantize()
     # The only loss is bf16 rounding of the scale and zero (2^-9 relative).
-    assert _rel(layer.dequantized(), w) < 1e-2
+    assert rel_err(layer.dequantized(), w) < 1e-2
     x = torch.randn(3, qt.shape[1])
-    assert _rel(layer(x), x @ w.t()) < 2e-2  # bf16 activations and outputs
+    assert rel_err(layer(x), x @ w.t()) < 2e-2  # bf16 activations and outputs
     assert layer(x).dtype == torch.float32
 
 
@@ -39,8 +37,8 @@ def test_int4_requantizes_dense_and_int8():
     w = torch.randn(64, 96)
     x = torch.randn(5, 96)
     for layer in (Int4Linear.from_dense(w), Int8Linear(w)):
-        assert _rel(layer(x), x @ layer.dequantized().t()) < 2e-2
-        assert _rel(layer.dequantized(), w) < 0.15  # 4-bit / 8-bit quantization error
+        assert rel_err(layer(x), x @ layer.dequantized().t()) < 2e-2
+        assert rel_err(layer.dequantized(), w) < 0.15  # 4-bit / 8-bit quantization error
 
 
 @pytest.mark.skipif(not ggml_linear.available(), reason="no C++ compiler for the kernel")
@@ -54,7 +52,7 @@ def test_ggml_linear_is_float32_exact(kind, M):
     w = qt.dequantize()
     torch.testing.assert_close(layer.dequantized(), w)
     x = torch.randn(M, qt.shape[1])
-    assert _rel(layer(x), x @ w.t() + bias) < 1e-6
+    assert rel_err(layer(x), x @ w.t() + bias) < 1e-6
 
 
 @pytest.mark.skipif(not ggml_linear.available(), reason="no C++ compiler for the kernel")

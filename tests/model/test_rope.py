@@ -17,6 +17,7 @@ from llmos_jupyter.model.config import ModelConfig
 from llmos_jupyter.model.loading import build_model
 from llmos_jupyter.model.rope import rope_tables, scaled_frequencies
 from tests.checkpoint_factory import tiny_config, write_tiny_gguf, write_tiny_hf_dir
+from tests.model.helpers import rel_err
 
 transformers = pytest.importorskip("transformers")
 
@@ -42,9 +43,6 @@ def _logits(model, ids: torch.Tensor) -> torch.Tensor:
     return (out.logits if hasattr(out, "logits") else out).float()
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
-
 
 def _default_inv_freq(head_dim: int, theta: float) -> torch.Tensor:
     return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -59,10 +57,10 @@ def test_scaled_checkpoint_runs_like_transformers(tmp_path, scaling):
     ref = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
     ids = torch.randint(0, ckpt.config.vocab_size, (1, 200))
     want = _logits(ref, ids)
-    assert _rel(_logits(ours, ids), want) < 1e-5
+    assert rel_err(_logits(ours, ids), want) < 1e-5
     # The test can tell: the same weights with plain RoPE answer differently.
     plain = build_model(read_hf_dir(_hf_dir(tmp_path / "plain", None)))
-    assert _rel(_logits(plain, ids), want) > 1e-3
+    assert rel_err(_logits(plain, ids), want) > 1e-3
 
 
 def test_llama3_frequencies_are_transformers_bits():
@@ -89,7 +87,7 @@ def test_gguf_rope_freqs_give_the_llama3_model(tmp_path):
     assert ckpt.config.rope_scaling["type"] == "factors"
     ids = torch.randint(0, c.vocab_size, (1, 200))
     from_hf = build_model(read_hf_dir(_hf_dir(tmp_path, LLAMA3)))
-    assert _rel(_logits(build_model(ckpt), ids), _logits(from_hf, ids)) < 1e-5
+    assert rel_err(_logits(build_model(ckpt), ids), _logits(from_hf, ids)) < 1e-5
     cos, _ = rope_tables(c.head_dim, 200, c.rope_theta, scaling=ckpt.config.rope_scaling)
     want, _ = rope_tables(c.head_dim, 200, c.rope_theta, scaling=llama3)
     torch.testing.assert_close(cos, want, rtol=0, atol=1e-5)
@@ -114,7 +112,7 @@ def test_dynamic_ntk_is_plain_rope_within_the_context(tmp_path):
     assert ckpt.config.rope_scaling is None
     ref = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
     ids = torch.randint(0, ckpt.config.vocab_size, (1, ckpt.config.max_seq_len))
-    assert _rel(_logits(build_model(ckpt), ids), _logits(ref, ids)) < 1e-5
+    assert rel_err(_logits(build_model(ckpt), ids), _logits(ref, ids)) < 1e-5
 
 
 def test_scaling_survives_the_native_format(tmp_path):

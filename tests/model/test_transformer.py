@@ -8,7 +8,7 @@ import torch
 from llmos_jupyter.errors import ConfigError
 from llmos_jupyter.model import attention
 from llmos_jupyter.model.rope import apply_rope, apply_rope_reference, rope_tables
-from tests.model.helpers import hf_gpt2, hf_llama, right_padded, tiny_model
+from tests.model.helpers import hf_gpt2, hf_llama, rel_err, right_padded, tiny_model
 
 VARIANTS = [
     ("tiny", {}),  # GQA, untied
@@ -22,9 +22,6 @@ def _hf(model):
     return hf_gpt2(model) if model.config.arch == "gpt2" else hf_llama(model)
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
-
 
 @pytest.mark.parametrize("name,overrides", VARIANTS)
 def test_forward_matches_transformers(name, overrides):
@@ -34,7 +31,7 @@ def test_forward_matches_transformers(name, overrides):
         theirs = _hf(model)(ids).logits
     ours = model(ids)
     assert ours.dtype == torch.float32 and ours.shape == (2, 37, model.config.vocab_size)
-    assert _rel(ours, theirs) < 1e-5
+    assert rel_err(ours, theirs) < 1e-5
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "reference"])
@@ -52,12 +49,12 @@ def test_prefill_and_decode_match_forward(name, overrides, backend):
         ids, lens = right_padded([full[b, : lengths[b]].tolist() for b in range(2)], pad=7)
         got = model.prefill(ids, lens)  # (2, V)
         for b in range(2):
-            assert _rel(got[b], want[b, lengths[b] - 1]) < 1e-5
+            assert rel_err(got[b], want[b, lengths[b] - 1]) < 1e-5
         for s in range(steps):
             pos = torch.tensor([lengths[0] + s, lengths[1] + s])
             got = model.decode_step(full[torch.arange(2), pos], pos)
             for b in range(2):
-                assert _rel(got[b], want[b, pos[b]]) < 1e-5, (b, s)
+                assert rel_err(got[b], want[b, pos[b]]) < 1e-5, (b, s)
 
 
 def test_single_sequence_decode_and_cache_reuse():
@@ -71,7 +68,7 @@ def test_single_sequence_decode_and_cache_reuse():
     model.prefill(seq[:, :4], torch.tensor([4]))
     for p in range(4, 12):
         got = model.decode_step(seq[:, p], torch.tensor([p]))
-        assert _rel(got[0], want[0, p]) < 1e-5
+        assert rel_err(got[0], want[0, p]) < 1e-5
 
 
 def test_limits_raise_config_errors():
