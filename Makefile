@@ -32,14 +32,11 @@ lab: install
 lint: install
 	$(BIN)/ruff check .
 
-NOTEBOOKS := $(wildcard notebooks/0*.ipynb)
-
 # Every test: kernels under the Triton interpreter, the real default model, then the
-# tutorial notebooks executed by nbval (an error or a changed output fails).
+# tutorial notebooks executed by nbval (an error or a changed output fails). Both run in
+# temporary stores; the user's LLMOS_HOME is checksummed before and after, and must not change.
 test: install lint
-	$(BIN)/python -m pytest -q
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 \
-		--nbval-sanitize-with notebooks/nbval-sanitize.cfg $(NOTEBOOKS)
+	PY=$(BIN)/python bash scripts/test.sh
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
