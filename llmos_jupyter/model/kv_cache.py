@@ -48,11 +48,20 @@ class KVCache(nn.Module):
             and torch.device(device) == self.k_cache.device
         )
 
-    def write_prefill(self, k: torch.Tensor, v: torch.Tensor, start: int = 0) -> None:
-        """Store k, v [B, Hkv, T, D] at positions [start, start + T) of rows [0, B)."""
+    def write_prefill(self, k: torch.Tensor, v: torch.Tensor, start: int = 0, row: int = 0) -> None:
+        """Store k, v [B, Hkv, T, D] at positions [start, start + T) of rows [row, row + B)."""
         B, _, T, _ = k.shape
-        self.k_cache[:B, :, start:start + T].copy_(k)
-        self.v_cache[:B, :, start:start + T].copy_(v)
+        self.k_cache[row:row + B, :, start:start + T].copy_(k)
+        self.v_cache[row:row + B, :, start:start + T].copy_(v)
+
+    def resized(self, batch_size: int, max_seq_len: int, keep_rows: int, keep_len: int) -> KVCache:
+        """A cache of the new size holding this one's positions [0, keep_len) of rows
+        [0, keep_rows): a batch that sequences join while others run grows this way."""
+        k = self.k_cache
+        new = KVCache(batch_size, max_seq_len, k.shape[1], k.shape[3], k.dtype, k.device)
+        new.k_cache[:keep_rows, :, :keep_len].copy_(k[:keep_rows, :, :keep_len])
+        new.v_cache[:keep_rows, :, :keep_len].copy_(self.v_cache[:keep_rows, :, :keep_len])
+        return new
 
     def share_prefix(self, batch_size: int, length: int) -> None:
         """Copy row 0's positions [0, length) into rows [1, batch_size): a prompt prefix

@@ -66,18 +66,19 @@ class Attention(nn.Module):
         return qk[..., :Hq, :], qk[..., Hq:, :], v
 
     def forward(
-        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0
+        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0, row: int = 0
     ) -> torch.Tensor:
         """Causal attention over x [B, T, dim] at positions [start, start + T); cos/sin
-        [T, 1, D]. With start > 0 the queries also see the cached positions [0, start)."""
+        [T, 1, D]. With start > 0 the queries also see the cached positions [0, start).
+        The sequences are cache rows [row, row + B)."""
         B, T, _ = x.shape
         q, k, v = self._qkv(x, cos, sin)  # (B, T, H, D)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         if fill_cache:
-            self.cache.write_prefill(k, v, start)
+            self.cache.write_prefill(k, v, start, row)
         if start:
-            k = self.cache.k_cache[:B, :, : start + T]  # (B, Hkv, start + T, D)
-            v = self.cache.v_cache[:B, :, : start + T]
+            k = self.cache.k_cache[row:row + B, :, : start + T]  # (B, Hkv, start + T, D)
+            v = self.cache.v_cache[row:row + B, :, : start + T]
         y = attention.prefill(q, k, v)  # (B, Hq, T, D)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, Hq*D) -> (B, T, dim)
 
@@ -131,9 +132,9 @@ class Block(nn.Module):
         self.ffn = FeedForward(config)
 
     def forward(
-        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0
+        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0, row: int = 0
     ) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, fill_cache, start)
+        x = x + self.attn(self.attn_norm(x), cos, sin, fill_cache, start, row)
         return x + self.ffn(self.ffn_norm(x))
 
     def decode(self, x: torch.Tensor, cos, sin, positions, seqlens) -> torch.Tensor:
@@ -254,21 +255,35 @@ class Transformer(nn.Module):
         # and either may have been replaced since the last generation.
         self._fused = None
 
+    def resize_caches(self, batch_size: int, max_seq_len: int, keep_rows: int,
+                      keep_len: int) -> None:
+        """Grow the KV caches to [batch_size, ..., max_seq_len, ...] keeping positions
+        [0, keep_len) of rows [0, keep_rows): sequences keep decoding where they were while
+        a batch grows for newcomers. Raises ConfigError past the model's context."""
+        self._check_len(max_seq_len)
+        for layer in self.layers:
+            layer.attn.cache = layer.attn.cache.resized(batch_size, max_seq_len, keep_rows,
+                                                        keep_len)
+        self._fused = None  # it points at the old buffers
+
     @torch.inference_mode()
-    def prefill(self, ids: torch.Tensor, lengths: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def prefill(self, ids: torch.Tensor, lengths: torch.Tensor, start: int = 0,
+                row: int = 0) -> torch.Tensor:
         """Run right-padded prompts ids [B, T] (row b valid in [0, lengths[b])) through the
-        model, filling cache positions [start, start + T); return float32 logits [B, V] at
-        each row's last valid token. With start > 0 the rows continue what the cache holds
-        at [0, start) (see share_prefix). Padded positions are written to the cache but
-        never attended: decode overwrites position start + lengths[b] before attending."""
+        model, filling cache positions [start, start + T) of cache rows [row, row + B);
+        return float32 logits [B, V] at each row's last valid token. With start > 0 the
+        rows continue what the cache holds at [0, start) (see share_prefix). Padded
+        positions are written to the cache but never attended: decode overwrites position
+        start + lengths[b] before attending. A row > 0 prefills newcomers beside sequences
+        already decoding in rows [0, row)."""
         B, T = ids.shape
-        self._check_cache(B, start + T)
+        self._check_cache(row + B, start + T)
         pos = torch.arange(start, start + T, device=ids.device)
         x = self._embed(ids, pos)  # (B, T, dim)
         cos = self.rope_cos[start:start + T, None, :]  # (T, 1, D)
         sin = self.rope_sin[start:start + T, None, :]
         for layer in self.layers:
-            x = layer(x, cos, sin, fill_cache=True, start=start)
+            x = layer(x, cos, sin, fill_cache=True, start=start, row=row)
         rows = torch.arange(B, device=ids.device)
         last = x[rows, lengths.to(ids.device) - 1]  # (B, dim): the head runs on B rows only
         return self._head(last)

@@ -1,0 +1,251 @@
+"""In-flight (continuous) batching: sequences join a running batch at any step and leave
+it as soon as they finish, as vLLM and TGI schedule requests.
+
+`InflightBatch` owns one model's KV cache. `add` queues a prompt; each `step` first
+prefills the newcomers that fit (each into the next free cache row, beside the rows
+already decoding), then runs ONE decode step for every running sequence and samples
+each with its own settings. A sequence that finishes (stop token, stop string,
+max_tokens, cancel) leaves the batch at the next step: the last running rows move into
+the holes (`model.move_rows`), so a step computes running sequences only.
+
+A sequence's tokens are exactly those it gets alone from `engine.generate`: its prefill
+runs alone, the batched decode kernels give each row bit for bit its single-row result,
+and it samples from its own logits with its own generator (seeded `seed`, as row 0 of a
+solo call) and its own repetition-penalty history.
+
+The cache grows on demand (more rows, longer rows; `model.resize_caches` keeps what the
+running rows hold) up to `kv_budget_bytes`; a prompt that does not fit beside the running
+ones waits until rows leave. The class is not thread-safe: one thread (a scheduler) owns
+it and calls `add`, `cancel` and `step`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from llmos_jupyter.engine.generate import KV_BUDGET_BYTES, GenerationResult, _plan, _Row
+from llmos_jupyter.engine.generate import _stream_decoder as stream_decoder
+from llmos_jupyter.engine.params import GenerationParams
+from llmos_jupyter.engine.sampling import make_generators, sample
+from llmos_jupyter.errors import PromptError
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request in an InflightBatch: its prompt, settings and progress so far.
+
+    `result` is set when the sequence has finished (finish_reason "stop", "length" or
+    "cancelled"); `text_so_far` is what has been streamed.
+    """
+
+    id: int
+    prompt: list[int]
+    params: GenerationParams
+    max_new: int
+    row: _Row
+    stop_ids: frozenset[int]  # tokens that end it (none with ignore_eos)
+    generator: torch.Generator | None
+    seen: torch.Tensor | None  # [1, prompt + max_new] ids for the repetition penalty
+    cancelled: bool = False
+    result: GenerationResult | None = None
+    pieces: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """True once the sequence has left the batch with a result."""
+        return self.result is not None
+
+    @property
+    def need(self) -> int:
+        """Cache positions the sequence can occupy: its prompt plus every new token."""
+        return len(self.prompt) + self.max_new
+
+
+class InflightBatch:
+    """Continuous batching over one model (see the module docstring).
+
+    model: a Transformer (prefill with `row`, decode_step, move_rows, resize_caches,
+    setup_caches); tokenizer: its tokenizer (stop ids, incremental decoding).
+    max_rows bounds the sequences decoding together; kv_budget_bytes bounds the cache.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, max_rows: int = 32,
+                 kv_budget_bytes: int = KV_BUDGET_BYTES) -> None:
+        c = model.config
+        self.model, self.tokenizer = model, tokenizer
+        self.max_rows = max_rows
+        self.kv_budget_bytes = kv_budget_bytes
+        self.per_token = 2 * c.n_layers * c.n_kv_heads * c.head_dim * model.dtype.itemsize
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []  # running[i] is in cache row i
+        self._ids = itertools.count()
+        self._rows = 0  # cache shape (rows, length); (0, 0) before the first prefill
+        self._len = 0
+
+    # --- requests ---------------------------------------------------------------------
+
+    def add(self, prompt: list[int], params: GenerationParams) -> Sequence:
+        """Queue one prompt (token ids) for generation; it joins the batch at the next step.
+
+        Raises ConfigError for invalid params, PromptError for an empty prompt, ids outside
+        the vocabulary, a prompt the context cannot hold, or one larger than the whole
+        cache budget.
+        """
+        params.validate()
+        prompt = [int(t) for t in prompt]
+        max_new = _plan(self.model, [prompt], params)[0]
+        if (len(prompt) + max_new) * self.per_token > self.kv_budget_bytes:
+            raise PromptError(
+                f"prompt of {len(prompt)} tokens + max_tokens {max_new} needs more KV cache "
+                f"than this server's budget of {self.kv_budget_bytes >> 20} MiB; shorten "
+                "the prompt or lower max_tokens")
+        seq = Sequence(
+            id=next(self._ids), prompt=prompt, params=params, max_new=max_new,
+            row=_Row(len(prompt), max_new, stream_decoder(self.tokenizer), params.stop),
+            stop_ids=frozenset() if params.ignore_eos else frozenset(self.tokenizer.stop_ids),
+            generator=None if params.greedy else make_generators(params.seed, 1)[0],
+            seen=None)
+        if params.repetition_penalty != 1.0:
+            ids = torch.tensor([prompt], dtype=torch.long)
+            seq.seen = torch.cat([ids, ids[:, -1:].expand(1, max_new)], dim=1)
+        self.waiting.append(seq)
+        return seq
+
+    def cancel(self, seq: Sequence) -> None:
+        """Stop `seq`: it leaves at the next step with finish_reason "cancelled" and the
+        text it has so far. A no-op for a finished sequence."""
+        seq.cancelled = True
+
+    @property
+    def idle(self) -> bool:
+        """True when no sequence is waiting or running."""
+        return not self.waiting and not self.running
+
+    # --- the step -----------------------------------------------------------------------
+
+    def step(self) -> list[tuple[Sequence, str]]:
+        """Admit newcomers, run one decode step, sample; return the (sequence, text piece)
+        pairs produced (pieces concatenate to each sequence's text). Sequences that finish
+        get their `result` and leave the batch."""
+        out: list[tuple[Sequence, str]] = []
+        with torch.inference_mode():
+            self._drop_cancelled(out)
+            decoding = list(self.running)  # rows with a token to feed
+            self._admit(out)
+            if decoding:
+                self._decode(decoding, out)
+            self._leave()
+        return out
+
+    def _drop_cancelled(self, out: list[tuple[Sequence, str]]) -> None:
+        for seq in [s for s in self.waiting if s.cancelled]:
+            self.waiting.remove(seq)
+            self._finish(seq, "cancelled", out)
+        for seq in self.running:
+            if seq.cancelled and seq.result is None:
+                self._finish(seq, "cancelled", out)
+        self._leave()
+
+    def _admit(self, out: list[tuple[Sequence, str]]) -> None:
+        """Prefill waiting sequences (in arrival order) while rows and budget allow; each
+        samples its first token from its own prefill logits."""
+        while self.waiting and len(self.running) < self.max_rows:
+            seq = self.waiting[0]
+            if not self._make_room(len(self.running) + 1, seq.need):
+                break
+            self.waiting.popleft()
+            row = len(self.running)
+            ids = torch.tensor([seq.prompt], dtype=torch.long, device=self.model.device)
+            lengths = torch.tensor([len(seq.prompt)], dtype=torch.long, device=ids.device)
+            logits = self.model.prefill(ids, lengths, row=row)
+            self.running.append(seq)
+            self._take(seq, self._sample(seq, logits), out)
+
+    def _make_room(self, rows: int, length: int) -> bool:
+        """Make the cache hold `rows` rows of `length` positions, keeping what running rows
+        hold; False when that would pass the budget (the sequence waits)."""
+        rows_needed = max(rows, self._rows)
+        len_needed = max(length, self._len, *(s.need for s in self.running))
+        if rows_needed <= self._rows and len_needed <= self._len:
+            return True
+        # Grow by doubling (few reallocations), but never past the budget or context.
+        new_rows = min(max(rows_needed, 2 * self._rows), self.max_rows)
+        new_len = min(max(len_needed, 2 * self._len if len_needed > self._len else self._len),
+                      self.model.config.max_seq_len)
+        while new_rows * new_len * self.per_token > self.kv_budget_bytes:
+            if new_rows > rows_needed:
+                new_rows = rows_needed
+            elif new_len > len_needed:
+                new_len = len_needed
+            else:
+                return False
+        if not self.running:
+            self.model.setup_caches(new_rows, new_len)
+        else:
+            keep_len = max(len(s.prompt) + len(s.row.token_ids) for s in self.running)
+            self.model.resize_caches(new_rows, new_len, len(self.running), keep_len)
+        self._rows, self._len = new_rows, new_len
+        return True
+
+    def _decode(self, decoding: list[Sequence], out: list[tuple[Sequence, str]]) -> None:
+        """One decode step for the sequences in cache rows [0, len(decoding))."""
+        device = self.model.device
+        tokens = torch.tensor([s.row.token_ids[-1] for s in decoding], device=device)
+        positions = torch.tensor([len(s.prompt) + len(s.row.token_ids) - 1 for s in decoding],
+                                 dtype=torch.long, device=device)
+        logits = self.model.decode_step(tokens, positions)  # (B, V)
+        for i, seq in enumerate(decoding):
+            self._take(seq, self._sample(seq, logits[i:i + 1]), out)
+
+    def _sample(self, seq: Sequence, logits: torch.Tensor) -> int:
+        gens = None if seq.generator is None else [seq.generator]
+        return int(sample(logits, seq.params, gens, seq.seen)[0])
+
+    def _take(self, seq: Sequence, token: int, out: list[tuple[Sequence, str]]) -> None:
+        """Give `seq` its sampled token; emit its text; finish it when it ends."""
+        if seq.seen is not None:
+            seq.seen[0, len(seq.prompt) + len(seq.row.token_ids)] = token
+        piece = seq.row.push(token, seq.stop_ids)
+        if piece:
+            seq.pieces.append(piece)
+            out.append((seq, piece))
+        if seq.row.finish_reason is not None:
+            seq.result = self._result(seq)
+
+    def _finish(self, seq: Sequence, reason: str, out: list[tuple[Sequence, str]]) -> None:
+        piece = seq.row.finish(reason)
+        seq.row.finish_reason = reason
+        if piece:
+            seq.pieces.append(piece)
+            out.append((seq, piece))
+        seq.result = self._result(seq)
+
+    def _result(self, seq: Sequence) -> GenerationResult:
+        n, m = len(seq.prompt), len(seq.row.token_ids)
+        return GenerationResult(
+            text=seq.row.final_text(self.tokenizer, seq.stop_ids), token_ids=seq.row.token_ids,
+            finish_reason=seq.row.finish_reason or "length",
+            usage={"prompt_tokens": n, "completion_tokens": m, "total_tokens": n + m})
+
+    def _leave(self) -> None:
+        """Remove finished sequences from the batch: the last running rows move into the
+        holes, so rows [0, len(running)) stay the running ones."""
+        alive = [s.result is None for s in self.running]
+        if all(alive):
+            return
+        n = sum(alive)
+        holes = [i for i in range(n) if not alive[i]]
+        movers = [i for i in range(n, len(self.running)) if alive[i]]
+        if movers:
+            length = max(len(self.running[i].prompt) + len(self.running[i].row.token_ids)
+                         for i in movers)
+            self.model.move_rows(movers, holes, length)
+        order = list(range(n))
+        for hole, mover in zip(holes, movers, strict=True):
+            order[hole] = mover
+        self.running = [self.running[i] for i in order]

@@ -1,0 +1,149 @@
+"""In-flight batching: sequences that join and leave a running batch get exactly the
+tokens they get alone from `generate`."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmos_jupyter.engine import GenerationParams, generate
+from llmos_jupyter.engine.continuous import InflightBatch
+from llmos_jupyter.errors import PromptError
+
+GREEDY = GenerationParams(temperature=0, max_tokens=12, ignore_eos=True)
+
+
+def prompts(n: int) -> list[list[int]]:
+    """n prompts of different lengths and contents (ids inside the tiny vocabulary)."""
+    return [[(7 * i + 3 * j + 1) % 500 + 3 for j in range(4 + 3 * i)] for i in range(n)]
+
+
+def solo(model, tok, prompt, params):
+    return generate(model, tok, [prompt], params)[0]
+
+
+def drain(batch: InflightBatch, limit: int = 10_000) -> list:
+    """Step until idle; return every (sequence, piece) produced."""
+    out = []
+    for _ in range(limit):
+        if batch.idle:
+            return out
+        out += batch.step()
+    raise AssertionError("batch never went idle")
+
+
+def test_sequences_joining_at_different_steps_match_solo(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok, max_rows=8)
+    ps = prompts(5)
+    params = [GREEDY.replace(max_tokens=4 + 3 * i) for i in range(5)]
+    seqs, pieces = [], []
+    for p, prm in zip(ps, params, strict=True):  # one newcomer every two steps
+        seqs.append(batch.add(p, prm))
+        pieces += batch.step() + batch.step()
+    pieces += drain(batch)
+    for seq, p, prm in zip(seqs, ps, params, strict=True):
+        alone = solo(tiny_model, tiny_tok, p, prm)
+        assert seq.result.token_ids == alone.token_ids
+        assert seq.result.text == alone.text
+        assert seq.result.finish_reason == alone.finish_reason == "length"
+        assert "".join(piece for s, piece in pieces if s is seq) == alone.text
+    assert batch.running == [] and not batch.waiting
+
+
+def test_sampled_sequences_match_solo_with_their_seeds(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok)
+    ps = prompts(4)
+    params = [GenerationParams(temperature=0.9, top_p=0.9, repetition_penalty=1.3,
+                               seed=100 + i, max_tokens=10, ignore_eos=True) for i in range(4)]
+    seqs = [batch.add(p, prm) for p, prm in zip(ps, params, strict=True)]
+    drain(batch)
+    for seq, p, prm in zip(seqs, ps, params, strict=True):
+        assert seq.result.token_ids == solo(tiny_model, tiny_tok, p, prm).token_ids
+
+
+def test_cancel_leaves_the_others_untouched(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok)
+    ps = prompts(3)
+    seqs = [batch.add(p, GREEDY.replace(max_tokens=20)) for p in ps]
+    for _ in range(5):
+        batch.step()
+    batch.cancel(seqs[1])
+    drain(batch)
+    cut = seqs[1].result
+    assert cut.finish_reason == "cancelled"
+    full = solo(tiny_model, tiny_tok, ps[1], GREEDY.replace(max_tokens=20))
+    assert 0 < len(cut.token_ids) < 20
+    assert cut.token_ids == full.token_ids[: len(cut.token_ids)]
+    for i in (0, 2):
+        assert seqs[i].result.token_ids == solo(
+            tiny_model, tiny_tok, ps[i], GREEDY.replace(max_tokens=20)).token_ids
+
+
+def test_cancel_while_waiting_never_runs(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok, max_rows=1)
+    first, second = (batch.add(p, GREEDY) for p in prompts(2))
+    batch.step()
+    batch.cancel(second)
+    drain(batch)
+    assert second.result.finish_reason == "cancelled" and second.result.token_ids == []
+    assert first.result.token_ids == solo(tiny_model, tiny_tok, prompts(1)[0], GREEDY).token_ids
+
+
+def test_a_full_batch_makes_newcomers_wait_then_serves_them(tiny_model, tiny_tok):
+    # Budget for two sequences of 40 positions: the third waits until a row leaves.
+    per_token = InflightBatch(tiny_model, tiny_tok).per_token
+    batch = InflightBatch(tiny_model, tiny_tok, max_rows=8, kv_budget_bytes=80 * per_token)
+    ps = [p[:8] for p in prompts(5)[2:5]]
+    params = [GREEDY.replace(max_tokens=m) for m in (5, 30, 30)]
+    seqs = [batch.add(p, prm) for p, prm in zip(ps, params, strict=True)]
+    batch.step()
+    assert len(batch.running) == 2 and list(batch.waiting) == [seqs[2]]
+    drain(batch)
+    for seq, p, prm in zip(seqs, ps, params, strict=True):
+        assert seq.result.token_ids == solo(tiny_model, tiny_tok, p, prm).token_ids
+
+
+def test_prompt_larger_than_the_budget_is_refused(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok, kv_budget_bytes=1024)
+    with pytest.raises(PromptError, match="KV cache"):
+        batch.add(prompts(1)[0], GREEDY)
+    assert batch.idle
+
+
+def test_stop_tokens_end_a_sequence_early(tiny_model, tiny_tok):
+    # Whatever the first greedy token is, making it a stop string ends the row at once.
+    p = prompts(1)[0]
+    first = tiny_tok.decode(solo(tiny_model, tiny_tok, p, GREEDY).token_ids[:1])
+    assert first.strip()  # the seeded model's first token has visible text
+    params = GREEDY.replace(stop=[first])
+    batch = InflightBatch(tiny_model, tiny_tok)
+    seq = batch.add(p, params)
+    drain(batch)
+    alone = solo(tiny_model, tiny_tok, p, params)
+    assert seq.result.finish_reason == alone.finish_reason == "stop"
+    assert seq.result.text == alone.text
+
+
+@pytest.mark.slow
+def test_default_model_chats_joining_a_running_batch_match_solo(smollm2_gguf):
+    from llmos_jupyter.formats.gguf import read_gguf
+    from llmos_jupyter.model.loading import build_model
+    from llmos_jupyter.tokenizer import Tokenizer
+
+    ckpt = read_gguf(smollm2_gguf)
+    model, tok = build_model(ckpt, "cpu", "auto"), Tokenizer.from_spec(ckpt.tokenizer)
+    questions = ["What is the capital of France?", "Name three colors.",
+                 "Write a haiku about the sea.", "Why is the sky blue?"]
+    ps = [tok.encode(tok.apply_chat_template([{"role": "user", "content": q}]),
+                     allow_special=True) for q in questions]
+    params = GenerationParams(temperature=0, max_tokens=24)
+    batch = InflightBatch(model, tok)
+    seqs = []
+    for p in ps:
+        seqs.append(batch.add(p, params))
+        for _ in range(3):
+            batch.step()
+    drain(batch)
+    for seq, p in zip(seqs, ps, strict=True):
+        alone = solo(model, tok, p, params)
+        assert seq.result.token_ids == alone.token_ids
+        assert seq.result.text == alone.text and alone.text.strip()
