@@ -169,6 +169,8 @@ class InflightBatch:
     def _make_room(self, rows: int, length: int) -> bool:
         """Make the cache hold `rows` rows of `length` positions, keeping what running rows
         hold; False when that would pass the budget (the sequence waits)."""
+        if not self.running:  # another caller may have reshaped the caches meanwhile
+            self._rows = self._len = 0
         rows_needed = max(rows, self._rows)
         len_needed = max(length, self._len, *(s.need for s in self.running))
         if rows_needed <= self._rows and len_needed <= self._len:
