@@ -1,0 +1,41 @@
+"""The route table both hosts serve, and how a host turns it into tornado handlers.
+
+Paths are relative: the standalone server mounts them at `/`, the Jupyter extension at
+`{base_url}llmos/`. Every handler requires credentials except those marked `public`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llmos_jupyter.server.health import HealthHandler, MetricsHandler
+from llmos_jupyter.server.openai_routes import (
+    ChatCompletionsHandler,
+    CompletionsHandler,
+    ModelsHandler,
+)
+
+ROUTES: list[tuple[str, type]] = [
+    ("health", HealthHandler),
+    ("metrics", MetricsHandler),
+    ("v1/models", ModelsHandler),
+    ("v1/chat/completions", ChatCompletionsHandler),
+    ("v1/completions", CompletionsHandler),
+]
+
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def build(prefix: str, host_base: type,
+          guard: Callable[[Callable], Callable] | None = None) -> list[tuple[str, type]]:
+    """(url pattern, handler class) for every route: each class combines the route's
+    mixin with `host_base`; `guard` (e.g. tornado.web.authenticated) wraps the HTTP
+    methods of every non-public route."""
+    out = []
+    for path, mixin in ROUTES:
+        methods = {}
+        if guard is not None and not getattr(mixin, "public", False):
+            methods = {m: guard(getattr(mixin, m)) for m in HTTP_METHODS if hasattr(mixin, m)}
+        cls = type(mixin.__name__, (mixin, host_base), methods)
+        out.append((prefix + path, cls))
+    return out

@@ -1,0 +1,164 @@
+"""`llmos serve`: the LLMOS routes on their own tornado server, outside Jupyter.
+
+Auth is a bearer key (`--api-key` or LLMOS_API_KEY) on every route but GET /health; the
+server refuses to listen on a non-loopback address without one. SIGINT / SIGTERM drain:
+no new connections, admitted requests finish (streams included), then the process exits;
+a second signal exits at once. The store is never half-written by a drain, since requests
+only read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from llmos_jupyter.runtime.serving import Serving
+from llmos_jupyter.server import routes
+from llmos_jupyter.server.base import LLMOSHandler
+from llmos_jupyter.server.protocol import APIError
+
+log = logging.getLogger("llmos.serve")
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
+DRAIN_TIMEOUT_S = 120.0  # how long a drain waits for admitted requests
+
+
+class StandaloneHandler(tornado.web.RequestHandler):
+    """Host base of `llmos serve`: bearer-key auth before any handler code runs."""
+
+    def prepare(self) -> None:
+        self.application.settings["llmos_active"].add(self)
+        key = self.settings.get("llmos_api_key")
+        if not key or getattr(self, "public", False):
+            return
+        given = self.request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+            self.set_header("WWW-Authenticate", 'Bearer realm="llmos"')
+            raise APIError(401, "missing or wrong API key; send the header "
+                           "'Authorization: Bearer KEY' (the key given to llmos serve)",
+                           code="invalid_api_key")
+
+    def on_finish(self) -> None:
+        self.application.settings["llmos_active"].discard(self)
+
+
+class NotFoundHandler(LLMOSHandler, StandaloneHandler):
+    """Unknown paths: 404 in OpenAI's error body (after auth, so it reveals nothing)."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise APIError(404, f"no route {self.request.path}; see GET /health and /v1/models")
+
+
+def make_app(serving: Serving, api_key: str | None) -> tornado.web.Application:
+    """The tornado application serving every route at `/`."""
+    return tornado.web.Application(
+        routes.build("/", StandaloneHandler),
+        default_handler_class=NotFoundHandler,
+        llmos_serving=serving, llmos_api_key=api_key or None, llmos_active=set(),
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` resolves to is a loopback address."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False
+    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def check_exposure(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond this machine without a key (APIError names the fix)."""
+    if not api_key and not is_loopback(host):
+        raise APIError(400, f"refusing to listen on {host} without an API key: anyone who "
+                       "can reach it could use your models; pass --api-key KEY (or set "
+                       "LLMOS_API_KEY), or listen on 127.0.0.1")
+
+
+async def serve(host: str, port: int, api_key: str | None, max_rows: int = 32,
+                max_queue: int = 64, ready: Any = None) -> None:
+    """Serve until SIGINT/SIGTERM, then drain. `ready(port)` is called once listening."""
+    check_exposure(host, api_key)
+    serving = Serving(max_rows=max_rows, max_queue=max_queue)
+    app = make_app(serving, api_key)
+    sockets = tornado.netutil.bind_sockets(port, address=host)
+    server = tornado.httpserver.HTTPServer(app, max_buffer_size=64 * 2**20)
+    server.add_sockets(sockets)
+    bound = sockets[0].getsockname()[1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second signal: leave now
+            os._exit(130)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    if ready is not None:
+        ready(bound)
+    await stop.wait()
+    log.info("draining: no new connections; waiting for admitted requests")
+    server.stop()
+    await loop.run_in_executor(None, serving.close, DRAIN_TIMEOUT_S)
+    active = app.settings["llmos_active"]
+    for _ in range(int(DRAIN_TIMEOUT_S * 10)):  # handlers write what the schedulers gave
+        if not active:
+            break
+        await asyncio.sleep(0.1)
+    await server.close_all_connections()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`llmos serve [--host H] [--port P] [--api-key K]`; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="llmos serve", description=(
+        "Serve the store's models over HTTP: OpenAI-compatible /v1 routes, /health, "
+        "/metrics."))
+    ap.add_argument("--host", default=DEFAULT_HOST,
+                    help=f"address to listen on (default {DEFAULT_HOST}; any other needs a key)")
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT,
+                    help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    ap.add_argument("--api-key", default=os.environ.get("LLMOS_API_KEY"),
+                    help="bearer key required on every route but /health "
+                    "(default: $LLMOS_API_KEY)")
+    ap.add_argument("--max-batch", type=int, default=32,
+                    help="requests decoding together per model (default 32)")
+    ap.add_argument("--max-queue", type=int, default=64,
+                    help="requests waiting per model before 429 (default 64)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    def ready(port: int) -> None:
+        auth = "bearer key required" if args.api_key else "no key (loopback only)"
+        print(f"llmos serve: listening on http://{args.host}:{port} ({auth}); "
+              "Ctrl-C drains and stops", flush=True)
+
+    try:
+        asyncio.run(serve(args.host, args.port, args.api_key, args.max_batch,
+                          args.max_queue, ready))
+    except APIError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}; "
+              "pick another --port", file=sys.stderr)
+        return 1
+    print("llmos serve: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
