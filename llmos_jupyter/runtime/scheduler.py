@@ -97,6 +97,7 @@ class Stats:
     rejected: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cancelled: int = 0  # requests ended by cancel() (clients that left)
     steps: int = 0
     rows_stepped: int = 0  # sum over steps of the rows decoded: occupancy = rows / steps
     ttft_s: list[float] = field(default_factory=list)  # bounded by RECENT
@@ -216,6 +217,7 @@ class Scheduler:
             if req.seq is not None and req.seq.finished:
                 del self._active[sid]
                 self.stats.completion_tokens += len(req.seq.result.token_ids)
+                self.stats.cancelled += req.seq.result.finish_reason == "cancelled"
                 self._end(req, result=req.seq.result)
 
     def _record_latency(self, req: Request, now: float) -> None:

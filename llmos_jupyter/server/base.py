@@ -131,6 +131,12 @@ class LLMOSHandler:
         """Run prompts[i] with params[i] through the scheduler as choices 0..n-1; await
         on_piece(i, text) for each piece; return the results. A client that leaves
         cancels every choice (its rows are freed at the next step)."""
+        context = scheduler.loaded.config.max_seq_len
+        for ids in prompts:
+            if len(ids) >= context:
+                raise APIError(400, f"the prompt has {len(ids)} tokens but the model's context "
+                               f"is {context}; shorten it to at most {context - 1} tokens",
+                               param="messages", code="context_length_exceeded")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         self._inflight = []

@@ -42,6 +42,8 @@ def metrics_text(schedulers: dict[str, Scheduler]) -> str:
     counters = [
         ("requests_total", "requests admitted", lambda s: s.stats.requests),
         ("requests_rejected_total", "requests refused with 429", lambda s: s.stats.rejected),
+        ("requests_cancelled_total", "requests whose client left before the end",
+         lambda s: s.stats.cancelled),
         ("prompt_tokens_total", "prompt tokens prefilled", lambda s: s.stats.prompt_tokens),
         ("completion_tokens_total", "tokens generated", lambda s: s.stats.completion_tokens),
         ("decode_steps_total", "batched decode steps", lambda s: s.stats.steps),

@@ -27,15 +27,17 @@ HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def build(prefix: str, host_base: type,
-          guard: Callable[[Callable], Callable] | None = None) -> list[tuple[str, type]]:
+          guard: Callable[[Callable], Callable] | None = None,
+          public_mark: Callable[[Callable], Callable] | None = None) -> list[tuple[str, type]]:
     """(url pattern, handler class) for every route: each class combines the route's
     mixin with `host_base`; `guard` (e.g. tornado.web.authenticated) wraps the HTTP
-    methods of every non-public route."""
+    methods of every non-public route, `public_mark` those of the public ones."""
     out = []
     for path, mixin in ROUTES:
+        wrap = public_mark if getattr(mixin, "public", False) else guard
         methods = {}
-        if guard is not None and not getattr(mixin, "public", False):
-            methods = {m: guard(getattr(mixin, m)) for m in HTTP_METHODS if hasattr(mixin, m)}
+        if wrap is not None:
+            methods = {m: wrap(getattr(mixin, m)) for m in HTTP_METHODS if hasattr(mixin, m)}
         cls = type(mixin.__name__, (mixin, host_base), methods)
         out.append((prefix + path, cls))
     return out

@@ -1,0 +1,97 @@
+"""The unmodified `openai` client against a real `llmos serve`: greedy answers equal the
+in-process `llmos.load(...).chat(...)`, streamed or not."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.server.conftest import MODEL
+
+pytestmark = pytest.mark.slow
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return openai.OpenAI(base_url=served.url + "/v1", api_key=served.key, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def in_process(default_store):
+    import os
+
+    old = os.environ.get("LLMOS_HOME")
+    os.environ["LLMOS_HOME"] = str(default_store)
+    try:
+        import llmos
+
+        m = llmos.load(MODEL)
+        yield m
+    finally:
+        os.environ["LLMOS_HOME"] = old
+
+
+def test_models_list(client):
+    assert MODEL in [m.id for m in client.models.list()]
+
+
+def test_chat_equals_in_process_chat(client, in_process):
+    want = in_process.chat(QUESTION, max_tokens=24, temperature=0).text
+    r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24,
+                                       temperature=0)
+    assert r.choices[0].message.content == want and "Paris" in want
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage.completion_tokens > 0 and r.usage.total_tokens == (
+        r.usage.prompt_tokens + r.usage.completion_tokens)
+
+
+def test_streamed_chat_equals_in_process_chat(client, in_process):
+    want = in_process.chat(QUESTION, max_tokens=24, temperature=0).text
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=24, temperature=0, stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == want
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def test_completions_equal_in_process_generate(client, in_process):
+    want = in_process.generate("The capital of France is", max_tokens=8, temperature=0).text
+    r = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                  max_tokens=8, temperature=0)
+    assert r.choices[0].text == want
+    streamed = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                         max_tokens=8, temperature=0, stream=True)
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == want
+
+
+def test_n_choices_with_a_seed_are_reproducible(client):
+    kw = dict(model=MODEL, messages=QUESTION, max_tokens=12, temperature=1.0, seed=7, n=3)
+    a = client.chat.completions.create(**kw)
+    b = client.chat.completions.create(**kw)
+    assert [c.index for c in a.choices] == [0, 1, 2]
+    assert [c.message.content for c in a.choices] == [c.message.content for c in b.choices]
+
+
+def test_stop_string_cuts_the_answer(client, in_process):
+    want = in_process.chat(QUESTION, max_tokens=24, temperature=0, stop=["Paris"]).text
+    r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24,
+                                       temperature=0, stop=["Paris"])
+    assert r.choices[0].message.content == want and "Paris" not in want
+
+
+def test_preset_system_prompt_and_defaults_apply(client, in_process, store_home):
+    import llmos
+
+    llmos.create("terse-test", MODEL, system="Answer with one word.",
+                 params={"temperature": 0, "max_tokens": 5})
+    try:
+        want = llmos.load("terse-test").chat(QUESTION).text
+        r = client.chat.completions.create(model="terse-test", messages=QUESTION)
+        assert r.choices[0].message.content == want
+        assert r.usage.completion_tokens <= 5
+    finally:
+        llmos.rm("terse-test")
