@@ -51,6 +51,7 @@ class Sequence:
     stop_ids: frozenset[int]  # tokens that end it (none with ignore_eos)
     generator: torch.Generator | None
     seen: torch.Tensor | None  # [1, prompt + max_new] ids for the repetition penalty
+    counts: torch.Tensor | None = None  # [1, V] completion counts (presence/frequency)
     cancelled: bool = False
     result: GenerationResult | None = None
     pieces: list[str] = field(default_factory=list)
@@ -110,6 +111,8 @@ class InflightBatch:
             stop_ids=frozenset() if params.ignore_eos else frozenset(self.tokenizer.stop_ids),
             generator=None if params.greedy else make_generators(params.seed, 1)[0],
             seen=None)
+        if params.counts_tokens:
+            seq.counts = torch.zeros(1, self.model.config.vocab_size)
         if params.repetition_penalty != 1.0:
             ids = torch.tensor([prompt], dtype=torch.long)
             seq.seen = torch.cat([ids, ids[:, -1:].expand(1, max_new)], dim=1)
@@ -206,7 +209,10 @@ class InflightBatch:
 
     def _sample(self, seq: Sequence, logits: torch.Tensor) -> int:
         gens = None if seq.generator is None else [seq.generator]
-        return int(sample(logits, seq.params, gens, seq.seen)[0])
+        token = int(sample(logits, seq.params, gens, seq.seen, seq.counts)[0])
+        if seq.counts is not None:
+            seq.counts[0, token] += 1
+        return token
 
     def _take(self, seq: Sequence, token: int, out: list[tuple[Sequence, str]]) -> None:
         """Give `seq` its sampled token; emit its text; finish it when it ends."""

@@ -299,6 +299,9 @@ def _generation(
         if params.repetition_penalty != 1.0:
             T = ids.shape[1]
             seen = torch.cat([ids, ids[:, -1:].expand(B, max(max_new))], dim=1)
+        counts = None  # completion token counts for the presence/frequency penalties
+        if params.counts_tokens:
+            counts = torch.zeros(B, model.config.vocab_size, device=device)
         generators = None if params.greedy else make_generators(
             None if params.seed is None else params.seed + seed_offset, B, device)
         _synchronize(device)
@@ -328,12 +331,16 @@ def _generation(
                     tokens, positions, advance = tokens[index], positions[index], advance[index]
                     if seen is not None:
                         seen = seen[index]
+                    if counts is not None:
+                        counts = counts[index]
                     if generators is not None:
                         generators = [generators[i] for i in keep]
                 elif just_finished:
                     advance[[slots.index(b) for b in just_finished]] = 0
                 logits = decode_step(model, tokens, positions, advance)
-            tokens = sample(logits, params, generators, seen)  # (len(slots),)
+            tokens = sample(logits, params, generators, seen, counts)  # (len(slots),)
+            if counts is not None:
+                counts[torch.arange(len(tokens), device=device), tokens] += 1
             token_list = tokens.tolist()
         pieces: list[tuple[int, str]] = []
         for i, b in enumerate(slots):

@@ -33,6 +33,10 @@ class GenerationParams:
     # Hugging Face semantics: logits of tokens already seen (prompt and completion) are
     # divided by this when positive and multiplied when negative; 1.0 is off.
     repetition_penalty: float = 1.0
+    # OpenAI semantics: subtracted from the logit of every token the completion already
+    # holds (presence, once) or per occurrence (frequency); 0.0 is off, the range -2..2.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     # Strings that end generation; the returned and streamed text stops just before them.
     stop: list[str] = field(default_factory=list)
     # Seeds the per-row random generators (row b uses seed + b) so sampled output is
@@ -40,6 +44,11 @@ class GenerationParams:
     seed: int | None = None
     # Keep generating past the tokenizer's end-of-sequence tokens (benchmarks want this).
     ignore_eos: bool = False
+
+    @property
+    def counts_tokens(self) -> bool:
+        """True when sampling needs the completion's token counts (presence/frequency)."""
+        return self.presence_penalty != 0 or self.frequency_penalty != 0
 
     @property
     def greedy(self) -> bool:
@@ -59,6 +68,9 @@ class GenerationParams:
         _check_float(
             "repetition_penalty", self.repetition_penalty, "> 0 (1 turns it off)", lambda v: v > 0
         )
+        for name in ("presence_penalty", "frequency_penalty"):
+            _check_float(name, getattr(self, name), "in [-2, 2] (0 turns it off)",
+                         lambda v: -2 <= v <= 2)
         if isinstance(self.stop, str):
             # A bare string would otherwise be treated as a list of one-character stops.
             raise ConfigError(f"stop={self.stop!r} must be a list of strings, e.g. [{self.stop!r}]")

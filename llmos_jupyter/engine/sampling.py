@@ -64,11 +64,19 @@ def apply_repetition_penalty(
     return logits.scatter(1, prev_tokens, seen)
 
 
+def apply_presence_frequency(logits: torch.Tensor, counts: torch.Tensor, presence: float,
+                             frequency: float) -> torch.Tensor:
+    """OpenAI's penalties: logits - frequency * count - presence * (count > 0), where
+    count [B, V] is how often each token already occurs in the completion."""
+    return logits - frequency * counts - presence * (counts > 0).to(logits.dtype)
+
+
 def sample(
     logits: torch.Tensor,
     params: GenerationParams,
     generator: Generators = None,
     prev_tokens: torch.Tensor | None = None,
+    counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pick one token per row.
 
@@ -76,11 +84,16 @@ def sample(
     rows, a sequence of B generators (one per row, see make_generators), or None for torch's
     global generator; unused when greedy. prev_tokens: tokens already seen, for the
     repetition penalty - either a bool [B, V] mask (what `generate` keeps up to date) or
-    LongTensor [B, L] ids with negative padding. Returns LongTensor [B].
+    LongTensor [B, L] ids with negative padding. counts: float [B, V] occurrences of each
+    token in the completion so far, for the presence/frequency penalties.
+    Returns LongTensor [B].
     """
     logits = logits.float()
     if params.repetition_penalty != 1.0 and prev_tokens is not None:
         logits = apply_repetition_penalty(logits, prev_tokens, params.repetition_penalty)
+    if params.counts_tokens and counts is not None:
+        logits = apply_presence_frequency(logits, counts, params.presence_penalty,
+                                          params.frequency_penalty)
     if params.temperature == 0:
         return logits.argmax(dim=-1)
 

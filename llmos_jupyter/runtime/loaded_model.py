@@ -21,7 +21,8 @@ from llmos_jupyter.tokenizer import Tokenizer
 # Sampling parameters a caller (or a preset) may set; anything else is a typo.
 PARAM_NAMES = (
     "max_tokens", "temperature", "top_k", "top_p", "min_p",
-    "repetition_penalty", "stop", "seed", "ignore_eos",
+    "repetition_penalty", "presence_penalty", "frequency_penalty", "stop", "seed",
+    "ignore_eos",
 )
 
 

@@ -79,6 +79,9 @@ class Sampling:
     n: int = 1
     stream: bool = False
     include_usage: bool = False
+    ignore_eos: bool = False  # vLLM's extra field: generate max_tokens whatever comes
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Sampling:
@@ -103,6 +106,9 @@ class Sampling:
             n=_count(body, "n", 1, MAX_N) or 1,
             stream=bool(_get(body, "stream", (bool,), False)),
             include_usage=bool(_get(options, "include_usage", (bool,), False)),
+            ignore_eos=bool(_get(body, "ignore_eos", (bool,), False)),
+            presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
+            frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
         )
 
     def overrides(self) -> dict[str, Any]:
@@ -111,7 +117,10 @@ class Sampling:
         if top_p == 0.0:  # OpenAI accepts 0; the nearest meaning is "only the top token"
             top_p = 1e-9
         return {"max_tokens": self.max_tokens, "temperature": self.temperature,
-                "top_p": top_p, "stop": self.stop or None, "seed": self.seed}
+                "top_p": top_p, "stop": self.stop or None, "seed": self.seed,
+                "ignore_eos": self.ignore_eos or None,
+                "presence_penalty": self.presence_penalty,
+                "frequency_penalty": self.frequency_penalty}
 
 
 @dataclass

@@ -53,6 +53,7 @@ def test_sampled_sequences_match_solo_with_their_seeds(tiny_model, tiny_tok):
     batch = InflightBatch(tiny_model, tiny_tok)
     ps = prompts(4)
     params = [GenerationParams(temperature=0.9, top_p=0.9, repetition_penalty=1.3,
+                               presence_penalty=0.5 * i, frequency_penalty=0.3,
                                seed=100 + i, max_tokens=10, ignore_eos=True) for i in range(4)]
     seqs = [batch.add(p, prm) for p, prm in zip(ps, params, strict=True)]
     drain(batch)

@@ -17,7 +17,7 @@ GREEDY = GenerationParams(temperature=0, max_tokens=12, ignore_eos=True)
 PROMPTS = [[5, 6, 7], [10, 11, 12, 13, 14, 15, 16, 17, 18], [20]]
 
 
-def reference_greedy(model, prompt, n, penalty=1.0):
+def reference_greedy(model, prompt, n, penalty=1.0, presence=0.0, frequency=0.0):
     """Greedy tokens by full forward passes without any cache (the math, not the engine)."""
     ids = list(prompt)
     with torch.inference_mode():
@@ -26,6 +26,9 @@ def reference_greedy(model, prompt, n, penalty=1.0):
             if penalty != 1.0:
                 seen = seen_mask(torch.tensor([ids]), logits.shape[-1])
                 logits = apply_repetition_penalty(logits, seen, penalty)
+            for t in set(ids[len(prompt):]):  # OpenAI's penalties, one token at a time
+                count = ids[len(prompt):].count(t)
+                logits[0, t] -= frequency * count + presence
             ids.append(int(logits.argmax(-1)))
     return ids[len(prompt) :]
 
@@ -60,6 +63,20 @@ def test_repetition_penalty_matches_reference(tiny_model, tiny_tok):
     res = generate(tiny_model, tiny_tok, PROMPTS[:2], params)
     for prompt, r in zip(PROMPTS[:2], res, strict=True):
         assert r.token_ids == reference_greedy(tiny_model, prompt, 8, penalty=1.5)
+
+
+@pytest.mark.parametrize("presence, frequency", [(0.7, 1.3), (-2.0, -1.5)])
+def test_presence_and_frequency_penalties_match_reference(tiny_model, tiny_tok, presence,
+                                                          frequency):
+    params = GREEDY.replace(presence_penalty=presence, frequency_penalty=frequency,
+                            max_tokens=10)
+    res = generate(tiny_model, tiny_tok, PROMPTS[:2], params)
+    for prompt, r in zip(PROMPTS[:2], res, strict=True):
+        assert r.token_ids == reference_greedy(tiny_model, prompt, 10, presence=presence,
+                                               frequency=frequency)
+    if presence < 0:  # rewarding repeats makes the random model repeat: the penalties bite
+        plain = generate(tiny_model, tiny_tok, PROMPTS[:2], GREEDY.replace(max_tokens=10))
+        assert [r.token_ids for r in res] != [r.token_ids for r in plain]
 
 
 def test_streamed_pieces_concatenate_to_the_text(tiny_model, tiny_tok):
