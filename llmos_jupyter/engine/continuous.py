@@ -72,14 +72,18 @@ class InflightBatch:
 
     model: a Transformer (prefill with `row`, decode_step, move_rows, resize_caches,
     setup_caches); tokenizer: its tokenizer (stop ids, incremental decoding).
-    max_rows bounds the sequences decoding together; kv_budget_bytes bounds the cache.
+    max_rows bounds the sequences decoding together; kv_budget_bytes bounds the cache;
+    prefill_tokens bounds the prompt tokens prefilled in one step (at least one prompt is),
+    so a crowd of newcomers delays the running sequences' next tokens by a step's worth of
+    prefill at a time rather than by all of theirs.
     """
 
     def __init__(self, model: Any, tokenizer: Any, max_rows: int = 32,
-                 kv_budget_bytes: int = KV_BUDGET_BYTES) -> None:
+                 kv_budget_bytes: int = KV_BUDGET_BYTES, prefill_tokens: int = 256) -> None:
         c = model.config
         self.model, self.tokenizer = model, tokenizer
         self.max_rows = max_rows
+        self.prefill_tokens = prefill_tokens
         self.kv_budget_bytes = kv_budget_bytes
         self.per_token = 2 * c.n_layers * c.n_kv_heads * c.head_dim * model.dtype.itemsize
         self.waiting: deque[Sequence] = deque()
@@ -155,12 +159,17 @@ class InflightBatch:
         self._leave()
 
     def _admit(self, out: list[tuple[Sequence, str]]) -> None:
-        """Prefill waiting sequences (in arrival order) while rows and budget allow; each
-        samples its first token from its own prefill logits."""
+        """Prefill waiting sequences (in arrival order) while rows, cache budget and this
+        step's prefill budget allow; each samples its first token from its own prefill
+        logits."""
+        budget = self.prefill_tokens
         while self.waiting and len(self.running) < self.max_rows:
             seq = self.waiting[0]
+            if budget < len(seq.prompt) and budget < self.prefill_tokens:
+                break  # the rest wait for the next step (one prompt always goes in)
             if not self._make_room(len(self.running) + 1, seq.need):
                 break
+            budget -= len(seq.prompt)
             self.waiting.popleft()
             row = len(self.running)
             ids = torch.tensor([seq.prompt], dtype=torch.long, device=self.model.device)

@@ -148,3 +148,19 @@ def test_default_model_chats_joining_a_running_batch_match_solo(smollm2_gguf):
         alone = solo(model, tok, p, params)
         assert seq.result.token_ids == alone.token_ids
         assert seq.result.text == alone.text and alone.text.strip()
+
+
+def test_prefill_budget_spreads_newcomers_over_steps(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok, prefill_tokens=10)
+    ps = [[5 + i] * 4 for i in range(5)] + [[9] * 30]  # 4 tokens each, then one of 30
+    seqs = [batch.add(p, GREEDY) for p in ps]
+    batch.step()
+    assert len(batch.running) == 2  # 4 + 4 fit the budget of 10, a third would not
+    batch.step()
+    batch.step()
+    assert len(batch.running) == 5 and list(batch.waiting) == [seqs[5]]
+    batch.step()  # a prompt over the whole budget still goes in, alone
+    assert len(batch.running) == 6
+    drain(batch)
+    for seq, p in zip(seqs, ps, strict=True):
+        assert seq.result.token_ids == solo(tiny_model, tiny_tok, p, GREEDY).token_ids
