@@ -14,6 +14,7 @@ from llmos_jupyter.server.openai_routes import (
     CompletionsHandler,
     ModelsHandler,
 )
+from llmos_jupyter.server.task_routes import TaskInvokeHandler
 
 ROUTES: list[tuple[str, type]] = [
     ("health", HealthHandler),
@@ -21,6 +22,7 @@ ROUTES: list[tuple[str, type]] = [
     ("v1/models", ModelsHandler),
     ("v1/chat/completions", ChatCompletionsHandler),
     ("v1/completions", CompletionsHandler),
+    (r"api/tasks/([^/]+)/invoke", TaskInvokeHandler),
 ]
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")

@@ -66,9 +66,9 @@ def stop_serve(served: Served) -> str:
     return "".join(served.output)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(default_store) -> Iterator[Served]:
-    """One `llmos serve` with a key for a test module."""
+    """One `llmos serve` with a key, shared by the server tests."""
     s = start_serve(default_store)
     yield s
     stop_serve(s)
