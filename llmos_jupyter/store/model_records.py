@@ -92,10 +92,12 @@ _TOKENIZER_HINTS = {
 def check_loadable(ckpt: Any, path: Path) -> None:
     """Raise CheckpointError naming `path` unless everything a load needs beyond the
     tensors holds: a tokenizer that builds (the same `Tokenizer.from_spec` a load runs),
-    ids that fit the embedding, and weight block types the model can compute with.
+    ids that fit the embedding, weight block types the model can compute with, and
+    finite weights (see formats/finite.py).
 
-    Run at import, so a model that cannot load is never registered.
+    Run at import, so a model that cannot load (or can only answer NaN) is never registered.
     """
+    from llmos_jupyter.formats.finite import nonfinite_tensors
     from llmos_jupyter.formats.gguf import QUANT_TYPES
     from llmos_jupyter.tokenizer import Tokenizer
 
@@ -123,6 +125,10 @@ def check_loadable(ckpt: Any, path: Path) -> None:
         if hasattr(t, "ggml_type") and t.ggml_type not in QUANT_TYPES:
             raise CheckpointError(f"{path}: tensor {name!r} has block type {t.ggml_type}, "
                                   "which LLMOS cannot compute with")
+    bad = nonfinite_tensors(ckpt.tensors)
+    if bad:
+        raise CheckpointError(f"{path}: tensors {bad[:3]} hold NaN or infinite values; the "
+                              "file is corrupt — download or convert it again")
 
 
 def n_params(tensors: dict[str, Any]) -> int:

@@ -212,6 +212,16 @@ def test_last_tensor_retyped_smaller_is_refused(models, tiny, tmp_path):
     refused(models, write(tmp_path, data), r"192 bytes follow the last tensor's data")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_block_scale_is_refused(models, tiny, tmp_path, value):
+    # The first Q8_0 block of the embedding starts the data; its float16 scale goes bad.
+    layout = GGUFLayout(tiny)
+    assert list(layout.tensors)[0] == "token_embd.weight"
+    start = -(-layout.header_end // 32) * 32
+    data = tiny[:start] + struct.pack("<e", value) + tiny[start + 2 :]
+    refused(models, write(tmp_path, data), r"tensors \['tok_embeddings.weight'\] hold NaN")
+
+
 def test_trailing_garbage_is_refused(models, tiny, tmp_path):
     refused(models, write(tmp_path, tiny + bytes(4096)), r"4096 bytes follow the last tensor")
 
