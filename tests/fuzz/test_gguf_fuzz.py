@@ -1,4 +1,5 @@
-"""A seeded GGUF fuzzer: 600 mutations of a small model through import, load and generate.
+"""A seeded GGUF fuzzer: 600 mutations of a small model (and 12 of the default model)
+through import, load and generate.
 
 The base is a tiny llama GGUF laid out like the default model (Q8_0 embedding, Q4_1
 weights, F32 norms, tied output, byte-level BPE with merges and a chat template), so a
@@ -63,6 +64,7 @@ def fuzz(tmp_path_factory):
 
 def test_kinds_cover_the_plan():
     assert set(CASES) == set(KINDS) and sum(CASES.values()) >= 500
+    assert set(DEFAULT_MODEL_CASES) <= set(KINDS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -85,3 +87,34 @@ def test_gguf_mutations(fuzz, kind):
     SUMMARY[kind] = counts
     assert not failures, f"{len(failures)} of {CASES[kind]} cases failed:\n" + "\n".join(
         failures[:10])
+
+
+# Tensor-table edits only: nearly all are refused after reading the header, while each
+# accepted case costs a whole import of the 98 MB file (seconds).
+DEFAULT_MODEL_CASES = {"tensor_table": 12}
+
+
+def test_default_model_mutations(fuzz, smollm2_gguf):
+    """A few cases on the real 98 MB default model (the rest use the tiny one for speed):
+    its 272 tensors of three types and real vocabulary give other layouts to get wrong."""
+    _, _, home, workdir = fuzz
+    base = smollm2_gguf.read_bytes()
+    baseline: dict = {}
+    mutator = Mutator(base, seed=SEED * 1000 + 99)
+    counts: dict[str, int] = {}
+    failures = []
+    mutations = [m for kind, n in DEFAULT_MODEL_CASES.items() for m in mutator.cases(kind, n)]
+    for i, mutation in enumerate(mutations):
+        name = f"default-{i}"
+        result = run_case(mutation.apply(base), workdir, name, TIMEOUT_S)
+        if result["outcome"] == "accepted" and not baseline:  # needed only to compare
+            baseline.update(attempt(base, workdir, "default-baseline"))
+            assert baseline["outcome"] == "accepted", baseline
+        outcome = classify(result, baseline, mutation.only_before(mutator.data_start))
+        if leftovers(home, name):
+            outcome = "leftovers"
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if outcome not in ALLOWED:
+            failures.append(f"case {i} ({mutation.what}): {outcome}: {result.get('error')}")
+    SUMMARY["default_model"] = counts
+    assert not failures, "\n".join(failures)
