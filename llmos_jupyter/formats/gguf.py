@@ -35,8 +35,14 @@ ARCHITECTURES: dict[str, tuple[str, bool]] = {
     "gpt2": ("gpt2", False),
 }
 DENSE_TYPES = ("F32", "F16", "BF16")
-# Plain integer/double tensors exist in GGUF but never as weights of the models we run.
-INTEGER_TYPES = ("I8", "I16", "I32", "I64", "F64")
+# Block types a weight may have: those gguf-py (0.19) dequantizes, so every mode can load
+# them. Integer and double tensors (I8..I64, F64) exist in GGUF but are never weights of
+# the models we run; Q8_1 and Q8_K are llama.cpp's internal activation types.
+QUANT_TYPES = (
+    "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+    "TQ1_0", "TQ2_0", "MXFP4", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S",
+    "IQ1_M", "IQ4_NL", "IQ4_XS",
+)
 
 
 def unpermute_qk_index(n_rows: int, n_heads: int) -> np.ndarray:
@@ -86,62 +92,66 @@ def _quantization(gf: GGUFFile) -> tuple[str, dict[str, int]]:
 
 
 def _config(gf: GGUFFile, gguf_arch: str, arch: str) -> ModelConfig:
-    """Map `{arch}.*` metadata keys (and tensor shapes) to a ModelConfig."""
+    """Map `{arch}.*` metadata keys (and tensor shapes) to a ModelConfig.
+
+    Values go to ModelConfig as stored, so its checks see them: a float where an integer
+    belongs, a NaN epsilon or a context of 2^32 - 1 is refused there, not converted.
+    """
     p = gguf_arch + "."
     embd = gf.tensors.get("token_embd.weight")
     if embd is None:
         raise CheckpointError(f"{gf.path}: tensor 'token_embd.weight' is missing")
-    dim = _field(gf, p + "embedding_length", required=True)
     n_heads = _field(gf, p + "attention.head_count", required=True)
-    head_dim = _field(gf, p + "attention.key_length")
     fields: dict[str, Any] = dict(
         arch=arch,
         # The embedding's rows, not the token list, size the model (lists may be padded).
         vocab_size=embd.shape[0],
-        dim=dim,
+        dim=_field(gf, p + "embedding_length", required=True),
         n_layers=_field(gf, p + "block_count", required=True),
         n_heads=n_heads,
         n_kv_heads=_field(gf, p + "attention.head_count_kv", n_heads),
-        head_dim=head_dim,
+        head_dim=_field(gf, p + "attention.key_length"),
         ffn_dim=_field(gf, p + "feed_forward_length", required=True),
         max_seq_len=_field(gf, p + "context_length", required=True),
         tie_embeddings="output.weight" not in gf.tensors,
     )
     if arch == "llama":
-        rot = _field(gf, p + "rope.dimension_count")
-        if rot is not None and rot != (head_dim or dim // n_heads):
-            raise CheckpointError(
-                f"{gf.path}: partial rotary ({rot} of {head_dim or dim // n_heads} dims per "
-                "head) is not supported by LLMOS's Transformer"
-            )
         fields.update(
-            norm_eps=float(_field(gf, p + "attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_theta=float(_field(gf, p + "rope.freq_base", 10000.0)),
+            norm_eps=_field(gf, p + "attention.layer_norm_rms_epsilon", 1e-5),
+            rope_theta=_field(gf, p + "rope.freq_base", 10000.0),
             qkv_bias="blk.0.attn_q.bias" in gf.tensors,
             activation="silu",
         )
     else:
         fields.update(
-            norm_eps=float(_field(gf, p + "attention.layer_norm_epsilon", 1e-5)),
+            norm_eps=_field(gf, p + "attention.layer_norm_epsilon", 1e-5),
             qkv_bias=True,
             activation="gelu_tanh",
         )
-    # Stored as float32: 1e-5 comes back as 9.99999974e-06; keep the intended value.
-    fields["norm_eps"] = float(
-        np.format_float_positional(np.float32(fields["norm_eps"]), unique=True)
-    )
+    if isinstance(fields["norm_eps"], float) and np.isfinite(fields["norm_eps"]):
+        # Stored as float32: 1e-5 comes back as 9.99999974e-06; keep the intended value.
+        fields["norm_eps"] = float(
+            np.format_float_positional(np.float32(fields["norm_eps"]), unique=True)
+        )
     scaling = _field(gf, p + "rope.scaling.type")
     if scaling == "linear":
         fields["rope_scaling"] = {"type": "linear",
-                                  "factor": float(_field(gf, p + "rope.scaling.factor", 1.0))}
+                                  "factor": _field(gf, p + "rope.scaling.factor", 1.0)}
     elif scaling not in (None, "none"):
         # Refused, not ignored: with the wrong frequencies a model loads and answers wrongly.
         raise CheckpointError(f"{gf.path}: RoPE scaling {scaling!r} is not supported "
                               "(supported: linear, and llama3 frequency factors)")
     try:
-        return ModelConfig(**fields)
+        cfg = ModelConfig(**fields)
     except ConfigError as exc:
         raise CheckpointError(f"{gf.path}: inconsistent model metadata: {exc}") from exc
+    rot = _field(gf, p + "rope.dimension_count")
+    if arch == "llama" and rot is not None and rot != cfg.head_dim:
+        raise CheckpointError(
+            f"{gf.path}: partial rotary ({rot!r} of {cfg.head_dim} dims per head) is not "
+            "supported by LLMOS's Transformer"
+        )
+    return cfg
 
 
 class _TensorLoader:
@@ -163,10 +173,14 @@ class _TensorLoader:
     def load(self, name: str, rows: np.ndarray | None = None) -> Tensor:
         """Load `name`, optionally taking its rows in the order `rows`."""
         info = self.info(name)
-        if info.ggml_type in INTEGER_TYPES:
+        # A type outside these is a retyped (corrupt) table entry or a model we cannot run;
+        # llama.cpp's converters write norms, biases and rope_freqs as F32, never in blocks.
+        allowed = DENSE_TYPES if len(info.shape) == 1 else DENSE_TYPES + QUANT_TYPES
+        if info.ggml_type not in allowed:
             raise CheckpointError(
-                f"{self.gf.path}: tensor {name!r} has type {info.ggml_type}, which is not a "
-                "weight type LLMOS can run"
+                f"{self.gf.path}: tensor {name!r} of shape {info.shape} has type "
+                f"{info.ggml_type}, which LLMOS does not accept there (allowed: "
+                f"{', '.join(allowed)}); the file is corrupt or of an unsupported kind"
             )
         if len(info.shape) == 1:
             return self._dense(info, rows).float()
@@ -182,16 +196,11 @@ class _TensorLoader:
         return QuantizedTensor(info.ggml_type, blocks, (info.shape[0], info.shape[1]))
 
     def _dense(self, info: GGUFTensorInfo, rows: np.ndarray | None) -> torch.Tensor:
-        if info.ggml_type in DENSE_TYPES:
-            arr = self.gf.array(info)
-            arr = arr[rows] if rows is not None else np.array(arr)
-            if info.ggml_type == "BF16":
-                return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
-            return torch.from_numpy(arr)
-        # A quantized 1-D tensor (rare): dequantize it to float32.
-        raw = np.array(self.gf.raw(info)).reshape(1, -1)
-        t = QuantizedTensor(info.ggml_type, raw, (1, info.shape[0])).dequantize()[0]
-        return t[torch.from_numpy(rows)] if rows is not None else t
+        arr = self.gf.array(info)
+        arr = arr[rows] if rows is not None else np.array(arr)
+        if info.ggml_type == "BF16":
+            return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(arr)
 
 
 def fuse_rows(parts: list[Tensor]) -> Tensor:

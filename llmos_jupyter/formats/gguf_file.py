@@ -15,7 +15,9 @@ then the tensor data.
 
 from __future__ import annotations
 
+import math
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,18 @@ from llmos_jupyter.errors import CheckpointError
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
+
+# Limits on the header, checked as each count is read, so a hostile count is refused
+# before any work or memory is spent on it. Real files are far below them: SmolLM2 has 39
+# keys and 273 tensors; Llama 3 has 128k tokens and 280k merges; Gemma 3 262k tokens.
+MAX_KEYS = 1 << 16
+MAX_TENSORS = 1 << 16
+MAX_ARRAY_ITEMS = 1 << 21  # one metadata array
+MAX_METADATA_ITEMS = 1 << 22  # all metadata arrays together
+MAX_STRING_BYTES = 1 << 24  # one string (chat templates are tens of KB)
+MAX_NAME_BYTES = 64  # a tensor name, as llama.cpp's GGML_MAX_NAME (63 + NUL)
+MAX_DIMS = 4  # as llama.cpp's GGML_MAX_DIMS
+INT64_MAX = (1 << 63) - 1
 
 # GGUF value type id -> struct format of a scalar; 8 (string) and 9 (array) are special.
 _SCALAR_FORMATS = {
@@ -42,7 +56,7 @@ _SCALAR_FORMATS = {
     11: "<q",
     12: "<d",
 }
-# Same types as numpy dtypes, so numeric arrays are read in one call.
+# Same types as numpy dtypes, so numeric arrays are views of the file.
 _NUMPY_DTYPES = {
     0: "<u1",
     1: "<i1",
@@ -57,6 +71,56 @@ _NUMPY_DTYPES = {
     12: "<f8",
 }
 _STRING, _ARRAY = 8, 9
+
+
+class GGUFArray(Sequence):
+    """A metadata array, decoded only when read.
+
+    Numbers are a read-only numpy view of the file; strings are kept as (start, length)
+    pairs, 16 bytes an item whatever the text. So parsing a header costs little time and
+    memory however large its arrays, and `show` never decodes a 49k-token vocabulary.
+    """
+
+    def __init__(self, gguf: GGUFFile, key: str, numbers: np.ndarray | None = None,
+                 starts: np.ndarray | None = None, lengths: np.ndarray | None = None) -> None:
+        self._gguf, self.key = gguf, key
+        self._numbers, self._starts, self._lengths = numbers, starts, lengths
+
+    @property
+    def is_strings(self) -> bool:
+        """Whether the items are strings (else numbers or booleans)."""
+        return self._numbers is None
+
+    def __len__(self) -> int:
+        return len(self._numbers if self._numbers is not None else self._starts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if self._numbers is not None:
+            return self._numbers[i].item()
+        start, n = int(self._starts[i]), int(self._lengths[i])
+        return self._gguf.decode(start, n, f"item {i} of {self.key!r}")
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.tolist())
+
+    def tolist(self) -> list[Any]:
+        """Every item as a Python int, float, bool or str."""
+        if self._numbers is not None:
+            return self._numbers.tolist()
+        return [self[i] for i in range(len(self))]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GGUFArray):
+            other = other.tolist()
+        return isinstance(other, list) and self.tolist() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        kind = "strings" if self.is_strings else str(self._numbers.dtype)
+        return f"<GGUFArray {self.key!r}: {len(self)} {kind}>"
 
 
 @dataclass(frozen=True)
@@ -74,14 +138,17 @@ class GGUFTensorInfo:
 
     @property
     def n_elements(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        # math.prod on Python ints: np.prod wraps around past 2^63 (to 0 for 2^32 x 2^32).
+        return math.prod(self.shape)
 
 
 class GGUFFile:
-    """A parsed GGUF file: `fields` (key -> Python value) and `tensors` (name -> info).
+    """A parsed GGUF file: `fields` (key -> Python value or GGUFArray), `tensors` (name -> info).
 
     Raises CheckpointError for a bad magic, an unsupported version, a header that runs
-    past the end of the file, an unknown tensor type, or tensor data outside the file.
+    past the end of the file or over a limit above, an unknown tensor type, or a tensor
+    data layout llama.cpp would refuse: every tensor must start where the previous one
+    (padded to `general.alignment`) ends, in table order, and end inside the file.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -92,6 +159,7 @@ class GGUFFile:
             raise CheckpointError(f"{self.path}: cannot read GGUF file ({exc})") from exc
         self.file_size = int(self._data.shape[0])
         self._pos = 0
+        self._items = 0  # metadata array items so far (MAX_METADATA_ITEMS)
         self.fields: dict[str, Any] = {}
         self.tensors: dict[str, GGUFTensorInfo] = {}
         self._parse()
@@ -115,36 +183,68 @@ class GGUFFile:
         start = self._take(struct.calcsize(fmt))
         return struct.unpack_from(fmt, self._data, start)[0]
 
-    def _string(self) -> str:
-        n = self._scalar("<Q")
-        start = self._take(n)
+    def decode(self, start: int, n: int, what: str) -> str:
+        """The UTF-8 text of bytes [start, start + n); CheckpointError naming `what`."""
         try:
             return bytes(self._data[start : start + n]).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise self._fail(f"invalid UTF-8 string at byte {start}") from exc
+            raise self._fail(f"invalid UTF-8 in {what} at byte {start}") from exc
 
-    def _value(self, vtype: int) -> Any:
+    def _string(self, what: str, limit: int = MAX_STRING_BYTES) -> str:
+        n = self._scalar("<Q")
+        if n > limit:
+            raise self._fail(f"{what} is {n} bytes long, more than the {limit} allowed")
+        return self.decode(self._take(n), n, what)
+
+    def _count_items(self, key: str, count: int) -> None:
+        self._items += count
+        if count > MAX_ARRAY_ITEMS or self._items > MAX_METADATA_ITEMS:
+            raise self._fail(
+                f"metadata array {key!r} has {count} items; LLMOS reads at most "
+                f"{MAX_ARRAY_ITEMS} per array and {MAX_METADATA_ITEMS} in all"
+            )
+
+    def _string_array(self, key: str, count: int) -> GGUFArray:
+        """Walk `count` strings, keeping where each lies (lengths read, text not decoded)."""
+        starts = np.empty(count, dtype=np.int64)
+        lengths = np.empty(count, dtype=np.int64)
+        pos, size, data, unpack = self._pos, self.file_size, self._data, struct.unpack_from
+        for i in range(count):
+            if pos + 8 > size:
+                break
+            n = unpack("<Q", data, pos)[0]
+            pos += 8
+            if n > size - pos:
+                break
+            starts[i], lengths[i] = pos, n
+            pos += n
+        else:
+            self._pos = pos
+            return GGUFArray(self, key, starts=starts, lengths=lengths)
+        raise self._fail(f"string {i} of metadata array {key!r} runs past the end of the file")
+
+    def _value(self, vtype: int, key: str) -> Any:
         if vtype in _SCALAR_FORMATS:
             return self._scalar(_SCALAR_FORMATS[vtype])
         if vtype == _STRING:
-            return self._string()
+            return self._string(f"metadata value {key!r}")
         if vtype == _ARRAY:
             item_type = self._scalar("<I")
             count = self._scalar("<Q")
+            self._count_items(key, count)
             if item_type in _NUMPY_DTYPES:
                 dtype = np.dtype(_NUMPY_DTYPES[item_type])
                 start = self._take(count * dtype.itemsize)
-                return np.frombuffer(self._data, dtype, count, start).tolist()
-            if count > self.file_size:  # every element takes at least one byte
-                raise self._fail(f"array of {count} items cannot fit in the file")
-            return [self._value(item_type) for _ in range(count)]
-        raise self._fail(f"unknown metadata value type {vtype} at byte {self._pos - 4}")
+                return GGUFArray(self, key, numbers=np.frombuffer(self._data, dtype, count, start))
+            if item_type == _STRING:
+                return self._string_array(key, count)
+            # Arrays of arrays: llama.cpp refuses them too, and no model uses them.
+            raise self._fail(f"metadata array {key!r} has items of unsupported type {item_type}")
+        raise self._fail(f"unknown metadata value type {vtype} of key {key!r}")
 
     # -- the file structure --------------------------------------------------------------
 
     def _parse(self) -> None:
-        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
         if self.file_size < 4 or bytes(self._data[:4]) != GGUF_MAGIC:
             head = bytes(self._data[:4]) if self.file_size else b""
             raise CheckpointError(
@@ -162,53 +262,85 @@ class GGUFFile:
             )
         n_tensors = self._scalar("<Q")
         n_kv = self._scalar("<Q")
+        if n_tensors > MAX_TENSORS or n_kv > MAX_KEYS:
+            raise self._fail(f"header claims {n_tensors} tensors and {n_kv} metadata keys "
+                             f"(at most {MAX_TENSORS} and {MAX_KEYS})")
         for _ in range(n_kv):
-            key = self._string()
-            self.fields[key] = self._value(self._scalar("<I"))
-
-        infos = []
-        for _ in range(n_tensors):
-            name = self._string()
-            n_dims = self._scalar("<I")
-            if not 1 <= n_dims <= 4:
-                raise self._fail(f"tensor {name!r} has {n_dims} dimensions")
-            dims = [self._scalar("<Q") for _ in range(n_dims)]
-            type_id = self._scalar("<I")
-            offset = self._scalar("<Q")
-            try:
-                qtype = GGMLQuantizationType(type_id)
-            except ValueError:
-                qtype = None
-            if qtype is None or qtype not in GGML_QUANT_SIZES:
-                raise self._fail(f"tensor {name!r} has unknown ggml type {type_id}")
-            infos.append((name, qtype, dims, offset))
+            key = self._string("a metadata key", limit=1 << 16)
+            if key in self.fields:
+                raise self._fail(f"metadata key {key!r} appears twice")
+            self.fields[key] = self._value(self._scalar("<I"), key)
+        infos = [self._tensor_info() for _ in range(n_tensors)]
 
         alignment = self.fields.get("general.alignment", DEFAULT_ALIGNMENT)
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
             raise self._fail(f"general.alignment={alignment!r} is not a power of two")
-        data_start = -(-self._pos // alignment) * alignment
-        self.data_start = data_start
+        self.alignment = alignment
+        self.data_start = -(-self._pos // alignment) * alignment
+        self._place(infos)
 
+    def _tensor_info(self) -> tuple[str, Any, list[int], int]:
+        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        name = self._string("a tensor name", limit=MAX_NAME_BYTES - 1)
+        n_dims = self._scalar("<I")
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise self._fail(f"tensor {name!r} has {n_dims} dimensions")
+        dims = [self._scalar("<Q") for _ in range(n_dims)]
+        type_id = self._scalar("<I")
+        offset = self._scalar("<Q")
+        try:
+            qtype = GGMLQuantizationType(type_id)
+        except ValueError:
+            qtype = None
+        if qtype is None or qtype not in GGML_QUANT_SIZES:
+            raise self._fail(f"tensor {name!r} has unknown ggml type {type_id}")
+        return name, qtype, dims, offset
+
+    def _place(self, infos: list[tuple[str, Any, list[int], int]]) -> None:
+        """Check each tensor's size and offset as llama.cpp's gguf_init does, in Python ints
+        (no wrap-around), and record it."""
+        from gguf.constants import GGML_QUANT_SIZES
+
+        expected = 0  # where the next tensor must start, relative to data_start
         for name, qtype, dims, offset in infos:
             block_size, type_size = GGML_QUANT_SIZES[qtype]
+            if min(dims) < 1:
+                raise self._fail(f"tensor {name!r} has an empty dimension {dims}")
             if dims[0] % block_size:
                 raise self._fail(
                     f"tensor {name!r}: row length {dims[0]} is not a multiple of the "
                     f"{qtype.name} block size {block_size}"
                 )
-            n_elements = int(np.prod(dims, dtype=np.int64))
+            n_elements = math.prod(dims)
             n_bytes = n_elements // block_size * type_size
-            start = data_start + offset
+            if n_elements > INT64_MAX or n_bytes > self.file_size:
+                raise self._fail(
+                    f"tensor {name!r} of shape {dims} ({n_elements} elements, {n_bytes} bytes) "
+                    f"cannot fit in the file ({self.file_size} bytes)"
+                )
+            if name in self.tensors:
+                raise self._fail(f"tensor {name!r} appears twice")
+            # Each tensor starts where the previous one's padded data ends: anything else
+            # means overlapping, misaligned or reordered data, i.e. a corrupt table.
+            if offset != expected:
+                raise self._fail(f"tensor {name!r} has offset {offset}, expected {expected}")
+            start = self.data_start + offset
             if start + n_bytes > self.file_size:
                 raise self._fail(
                     f"data of tensor {name!r} ({n_bytes} bytes at byte {start}) lies past the "
                     f"end of the file ({self.file_size} bytes)"
                 )
-            if name in self.tensors:
-                raise self._fail(f"tensor {name!r} appears twice")
+            expected = offset + -(-n_bytes // self.alignment) * self.alignment
             self.tensors[name] = GGUFTensorInfo(
                 name, qtype.name, tuple(int(d) for d in reversed(dims)), start, n_bytes
             )
+        # Writers pad after the last tensor too; more bytes than that mean the table does
+        # not describe the data (e.g. the last tensor's type was changed to a smaller one).
+        if infos and self.file_size > self.data_start + expected:
+            extra = self.file_size - self.data_start - expected
+            raise self._fail(f"{extra} bytes follow the last tensor's data, which the "
+                             "tensor table does not account for")
 
     # -- tensor data ---------------------------------------------------------------------
 

@@ -9,14 +9,44 @@ from llmos_jupyter.errors import CheckpointError
 from llmos_jupyter.formats.checkpoint import TokenizerSpec
 
 
+def _typed(fields: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str | Path,
+           default: Any = None) -> Any:
+    """fields[key] if it has the type the GGUF spec gives it; CheckpointError otherwise."""
+    value = fields.get(key, default)
+    if value is not None and (not isinstance(value, kind) or
+                              (isinstance(value, bool) and bool not in _as_tuple(kind))):
+        raise CheckpointError(
+            f"{path}: metadata {key!r} is {type(value).__name__} {str(value)[:40]!r}, not "
+            f"{' or '.join(k.__name__ for k in _as_tuple(kind))}; the file is corrupt"
+        )
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _array(fields: dict[str, Any], key: str, path: str | Path, strings: bool) -> list | None:
+    """A metadata array as a list, checking it holds strings (or numbers)."""
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not hasattr(value, "tolist") or getattr(value, "is_strings", strings) != strings:
+        raise CheckpointError(
+            f"{path}: metadata {key!r} is not an array of {'strings' if strings else 'numbers'}"
+        )
+    return value.tolist()
+
+
 def tokenizer_from_fields(fields: dict[str, Any], path: str | Path) -> TokenizerSpec | None:
     """The byte-level BPE tokenizer stored in GGUF metadata, or None if the file has none.
 
     Only `tokenizer.ggml.model == "gpt2"` (byte-level BPE, used by SmolLM2, Llama 3,
     Qwen2, GPT-2) is supported: SentencePiece vocabularies ("llama") raise
-    CheckpointError, since tiktoken cannot reproduce them.
+    CheckpointError, since tiktoken cannot reproduce them. So does a value of the wrong
+    type (a number where the spec has a string, an id outside the vocabulary).
     """
-    model = fields.get("tokenizer.ggml.model")
+    model = _typed(fields, "tokenizer.ggml.model", str, path)
     if model is None:
         return None
     if model != "gpt2":
@@ -24,20 +54,20 @@ def tokenizer_from_fields(fields: dict[str, Any], path: str | Path) -> Tokenizer
             f"{path}: tokenizer model {model!r} is not supported; LLMOS reads byte-level BPE "
             "('gpt2') vocabularies only"
         )
-    tokens = fields.get("tokenizer.ggml.tokens")
-    merges = fields.get("tokenizer.ggml.merges")
+    tokens = _array(fields, "tokenizer.ggml.tokens", path, strings=True)
+    merges = _array(fields, "tokenizer.ggml.merges", path, strings=True)
     if not tokens or merges is None:
         raise CheckpointError(
             f"{path}: BPE tokenizer metadata lacks tokenizer.ggml.tokens or merges"
         )
-    token_types = fields.get("tokenizer.ggml.token_type")
+    token_types = _array(fields, "tokenizer.ggml.token_type", path, strings=False)
     if token_types is not None and len(token_types) != len(tokens):
         raise CheckpointError(
             f"{path}: {len(token_types)} token types for {len(tokens)} tokens; the file is corrupt"
         )
 
     def token_id(key: str) -> int | None:
-        value = fields.get(f"tokenizer.ggml.{key}_token_id")
+        value = _typed(fields, f"tokenizer.ggml.{key}_token_id", int, path)
         if value is None:
             return None
         if not 0 <= value < len(tokens):
@@ -47,13 +77,13 @@ def tokenizer_from_fields(fields: dict[str, Any], path: str | Path) -> Tokenizer
         return int(value)
 
     return TokenizerSpec(
-        tokens=list(tokens),
-        merges=list(merges),
-        pre=fields.get("tokenizer.ggml.pre", "gpt2"),
-        token_types=list(token_types) if token_types is not None else None,
+        tokens=tokens,
+        merges=merges,
+        pre=_typed(fields, "tokenizer.ggml.pre", str, path, "gpt2"),
+        token_types=[int(t) for t in token_types] if token_types is not None else None,
         bos_id=token_id("bos"),
         eos_id=token_id("eos"),
         pad_id=token_id("padding"),
-        add_bos=bool(fields.get("tokenizer.ggml.add_bos_token", False)),
-        chat_template=fields.get("tokenizer.chat_template"),
+        add_bos=_typed(fields, "tokenizer.ggml.add_bos_token", bool, path, False),
+        chat_template=_typed(fields, "tokenizer.chat_template", str, path),
     )

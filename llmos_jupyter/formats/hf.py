@@ -9,7 +9,7 @@ checkpoints are already in the "rotate_half" layout our Transformer uses.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -33,20 +33,33 @@ def _read_json(path: Path) -> Any:
         raise CheckpointError(f"{path}: unreadable or not valid JSON ({exc})") from exc
 
 
-def _rope_theta(hf: dict[str, Any]) -> float:
+def _object(root: Path, hf: dict[str, Any], key: str) -> dict[str, Any]:
+    """hf[key] as a dict ({} when absent); CheckpointError for a list, number or string."""
+    value = hf.get(key) or {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{root / 'config.json'}: {key!r} must be an object, not "
+                              f"{type(value).__name__}")
+    return value
+
+
+def _rope_theta(root: Path, hf: dict[str, Any]) -> Any:
     # transformers 5 moved rope_theta into "rope_parameters"; older configs have it top-level.
-    params = hf.get("rope_parameters") or {}
-    return float(hf.get("rope_theta") or params.get("rope_theta") or 10000.0)
+    # Returned as stored: ModelConfig refuses a string, NaN or a non-positive base.
+    params = _object(root, hf, "rope_parameters")
+    theta = hf.get("rope_theta")
+    return theta if theta is not None else params.get("rope_theta", 10000.0)
 
 
 def _rope_scaling(root: Path, hf: dict[str, Any]) -> dict[str, Any] | None:
     """ModelConfig.rope_scaling from "rope_scaling" (transformers 4) or "rope_parameters"
     (5); None for plain RoPE. Scalings we do not apply are refused, not ignored: a model
     run with the wrong frequencies loads fine and answers wrongly."""
-    raw = hf.get("rope_scaling") or hf.get("rope_parameters") or {}
+    raw = _object(root, hf, "rope_scaling") or _object(root, hf, "rope_parameters")
     kind = raw.get("rope_type") or raw.get("type") or "default"
     # Dynamic NTK changes nothing up to max_position_embeddings, which is as far as our
     # context (max_seq_len) goes, so it is plain RoPE here.
+    if not isinstance(kind, str):
+        raise CheckpointError(f"{root / 'config.json'}: RoPE scaling type {kind!r} is not a name")
     if kind in ("default", "dynamic"):
         return None
     keys = ROPE_SCALING_KEYS.get(kind) if kind != "factors" else None
@@ -61,7 +74,12 @@ def _rope_scaling(root: Path, hf: dict[str, Any]) -> dict[str, Any] | None:
     return scaling
 
 
-def _config(root: Path, hf: dict[str, Any]) -> ModelConfig:
+def _config(root: Path, hf: Any) -> ModelConfig:
+    """ModelConfig from config.json. Numbers go to ModelConfig as written, so that its
+    checks refuse `vocab_size: 512.0`, `max_position_embeddings: 1e12` or `-5`."""
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"{root / 'config.json'}: must hold a JSON object, not "
+                              f"{type(hf).__name__}")
     model_type = hf.get("model_type")
     try:
         if model_type in LLAMA_TYPES:
@@ -82,8 +100,8 @@ def _config(root: Path, hf: dict[str, Any]) -> ModelConfig:
                 head_dim=hf.get("head_dim"),
                 ffn_dim=hf["intermediate_size"],
                 max_seq_len=hf.get("max_position_embeddings", 2048),
-                norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-                rope_theta=_rope_theta(hf),
+                norm_eps=hf.get("rms_norm_eps", 1e-6),
+                rope_theta=_rope_theta(root, hf),
                 tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
                 qkv_bias=model_type in ALWAYS_QKV_BIAS or bool(hf.get("attention_bias", False)),
                 activation="silu",
@@ -101,6 +119,8 @@ def _config(root: Path, hf: dict[str, Any]) -> ModelConfig:
                     f"{root / 'config.json'}: activation_function {act!r} is not supported"
                 )
             dim = hf["n_embd"]
+            if not isinstance(dim, int):
+                raise ConfigError(f"n_embd must be an integer, not {dim!r}")
             return ModelConfig(
                 arch="gpt2",
                 vocab_size=hf["vocab_size"],
@@ -110,7 +130,7 @@ def _config(root: Path, hf: dict[str, Any]) -> ModelConfig:
                 n_kv_heads=hf["n_head"],
                 ffn_dim=hf.get("n_inner") or 4 * dim,
                 max_seq_len=hf.get("n_positions", 1024),
-                norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+                norm_eps=hf.get("layer_norm_epsilon", 1e-5),
                 tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
                 qkv_bias=True,
                 activation=activation,
@@ -125,16 +145,35 @@ def _config(root: Path, hf: dict[str, Any]) -> ModelConfig:
     )
 
 
+def confined_name(root: Path, name: Any, source: Path) -> str:
+    """`name`, a file name read from the checkpoint's own `source` file, if it names a
+    file inside `root`; CheckpointError for '../x/model.safetensors', '/etc/passwd', ...
+
+    The check is on the name, which whoever made the checkpoint wrote. Symbolic links
+    inside the directory are the user's own and are followed: the Hugging Face cache
+    links snapshots/<rev>/<file> to ../../blobs/<hash>.
+    """
+    rel = PurePosixPath(name) if isinstance(name, str) else None
+    if (rel is None or not name or "\0" in name or "\\" in name or rel.is_absolute()
+            or ".." in rel.parts or not name.endswith(".safetensors")):
+        raise CheckpointError(
+            f"{source}: refers to {name!r}, which is not a .safetensors file inside the "
+            f"checkpoint directory {root}; a checkpoint may only name its own files"
+        )
+    return str(rel)
+
+
 def _load_safetensors(root: Path) -> dict[str, torch.Tensor]:
     """All tensors of the directory's safetensors file(s), single or sharded."""
     from safetensors import safe_open
 
     index = root / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = _read_json(index).get("weight_map")
+        content = _read_json(index)
+        weight_map = content.get("weight_map") if isinstance(content, dict) else None
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index}: has no 'weight_map'")
-        files = sorted(set(weight_map.values()))
+        files = sorted({confined_name(root, n, index) for n in weight_map.values()})
     elif (root / "model.safetensors").is_file():
         files = ["model.safetensors"]
     else:

@@ -166,14 +166,19 @@ def read_native(directory: str | Path) -> Checkpoint:
             f"{weights}: corrupt or truncated ({exc}); convert the model again"
         ) from exc
 
-    for name, q in config.get("quantized", {}).items():
+    quantized = config.get("quantized", {})
+    if not isinstance(quantized, dict):
+        raise CheckpointError(f"{root / CONFIG}: 'quantized' must be an object")
+    for name, q in quantized.items():
         t = tensors.get(name)
         try:
             block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[q["ggml_type"]]]
             rows, cols = q["shape"]
+            if not (type(rows) is int and type(cols) is int and cols % block_size == 0):
+                raise ValueError("shape must be two integers, whole blocks per row")
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
-                f"{root / CONFIG}: bad quantized entry for {name!r}: {q!r}"
+                f"{root / CONFIG}: bad quantized entry for {name!r}: {str(q)[:200]}"
             ) from exc
         if (
             t is None
@@ -190,8 +195,14 @@ def read_native(directory: str | Path) -> Checkpoint:
     tokenizer = None
     if (root / TOKENIZER).exists():
         try:
-            tokenizer = TokenizerSpec(**_read_json(root / TOKENIZER))
+            spec = _read_json(root / TOKENIZER)
+            if not isinstance(spec, dict):
+                raise TypeError("not an object")
+            tokenizer = TokenizerSpec(**spec)
         except TypeError as exc:
             raise CheckpointError(f"{root / TOKENIZER}: not a TokenizerSpec ({exc})") from exc
-    metadata = {**config.get("metadata", {}), "format": "native", "path": str(root.resolve())}
+    meta = config.get("metadata")
+    # Free-form facts (name, license, source): a malformed block loses them, not the model.
+    metadata = {**(meta if isinstance(meta, dict) else {}), "format": "native",
+                "path": str(root.resolve())}
     return Checkpoint(cfg, tensors, tokenizer, metadata)

@@ -8,12 +8,34 @@ positions, GELU, fused qkv with bias). Named configs live in CONFIGS.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from llmos_jupyter.errors import ConfigError, suggest
 
 Arch = Literal["llama", "gpt2"]
+ACTIVATIONS = ("silu", "gelu_tanh", "gelu")
+
+# Upper bounds on a checkpoint's integer hyper-parameters, checked when a ModelConfig is
+# made (so at import, before anything is copied). Far past every released model (Llama
+# 3.1 405B: dim 16384, 126 layers, 128 heads, ffn 53248; Gemma: 262k tokens; Qwen2.5-1M:
+# 1,010,000 positions), yet small enough that a hostile file cannot make a load allocate
+# gigabytes from a number alone: tensors are checked against these shapes and the file.
+LIMITS = {
+    "vocab_size": 1 << 21,
+    "dim": 1 << 16,
+    "n_layers": 1024,
+    "n_heads": 1024,
+    "n_kv_heads": 1024,
+    "head_dim": 1024,
+    "ffn_dim": 1 << 18,
+    "max_seq_len": 1 << 20,
+}
+# RoPE tables are float32 [max_seq_len, head_dim] (cos and sin, see rope.py), built at
+# load: at most 512 MiB each. A context of 2^32 - 1 would otherwise ask for 17+ GB.
+MAX_ROPE_TABLE = 1 << 27
 
 
 @dataclass
@@ -56,6 +78,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
+        for name in LIMITS:
+            if name != "head_dim" or self.head_dim is not None:
+                setattr(self, name, _bounded_int(name, getattr(self, name), LIMITS[name]))
         if self.head_dim is None:
             if self.dim % self.n_heads:
                 raise ConfigError(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
@@ -66,6 +91,21 @@ class ModelConfig:
             )
         if self.arch not in ("llama", "gpt2"):
             raise ConfigError(f"unsupported arch {self.arch!r}; use 'llama' or 'gpt2'")
+        if self.n_kv_heads > self.n_heads:
+            raise ConfigError(f"n_kv_heads={self.n_kv_heads} exceeds n_heads={self.n_heads}")
+        if self.arch == "llama" and self.head_dim % 2:
+            raise ConfigError(f"head_dim={self.head_dim} must be even (RoPE rotates pairs)")
+        if self.arch == "llama" and self.max_seq_len * self.head_dim > MAX_ROPE_TABLE:
+            raise ConfigError(
+                f"max_seq_len={self.max_seq_len} x head_dim={self.head_dim} needs RoPE tables "
+                f"of more than {MAX_ROPE_TABLE} floats each; the context length is implausible")
+        self.norm_eps = _positive_float("norm_eps", self.norm_eps, below=1.0)
+        self.rope_theta = _positive_float("rope_theta", self.rope_theta, at_least=1.0)
+        for name in ("tie_embeddings", "qkv_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation {self.activation!r} is not one of {ACTIVATIONS}")
         if self.rope_scaling is not None:
             check_rope_scaling(self.rope_scaling, self.head_dim)
 
@@ -94,6 +134,29 @@ class ModelConfig:
         return cls(**{**CONFIGS[name], **overrides})
 
 
+def _bounded_int(name: str, value: Any, limit: int) -> int:
+    """`value` as an int in [1, limit]; ConfigError for 512.0, True, "8", 0, -5 or 1e12."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer, not {value!r}")
+    if not 1 <= value <= limit:
+        raise ConfigError(f"{name}={value} is outside the plausible range 1..{limit}")
+    return int(value)
+
+
+def _positive_float(name: str, value: Any, *, below: float = math.inf,
+                    at_least: float | None = None) -> float:
+    """`value` as a finite float > 0 (>= at_least, < below); ConfigError for NaN, 0, -1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, not {value!r}")
+    x = float(value)
+    low_ok = x >= at_least if at_least is not None else x > 0
+    if not (math.isfinite(x) and low_ok and x < below):
+        low = f">= {at_least}" if at_least is not None else "> 0"
+        high = f" and < {below}" if math.isfinite(below) else ""
+        raise ConfigError(f"{name}={value!r} must be finite, {low}{high}")
+    return x
+
+
 ROPE_SCALING_KEYS = {
     "linear": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor",
@@ -111,6 +174,18 @@ def check_rope_scaling(scaling: dict[str, Any], head_dim: int) -> None:
     missing = [k for k in ROPE_SCALING_KEYS[kind] if k not in scaling]
     if missing:
         raise ConfigError(f"{kind} RoPE scaling lacks {missing}")
+    for key in ("factor", "low_freq_factor", "high_freq_factor"):
+        if key in scaling:
+            scaling[key] = _positive_float(f"RoPE scaling {key}", scaling[key])
+    if "original_max_position_embeddings" in scaling:
+        scaling["original_max_position_embeddings"] = _bounded_int(
+            "RoPE scaling original_max_position_embeddings",
+            scaling["original_max_position_embeddings"], LIMITS["max_seq_len"])
+    if kind == "factors":
+        if not isinstance(scaling["factors"], list | tuple):
+            raise ConfigError("RoPE frequency factors must be a list of numbers")
+        scaling["factors"] = [_positive_float("RoPE frequency factor", f)
+                              for f in scaling["factors"]]
     if kind == "factors" and len(scaling["factors"]) != head_dim // 2:
         raise ConfigError(f"RoPE frequency factors: {len(scaling['factors'])} given, "
                           f"head_dim / 2 = {head_dim // 2} expected")

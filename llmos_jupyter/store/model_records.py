@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmos_jupyter.errors import ConfigError, SpecError
+from llmos_jupyter.errors import CheckpointError, ConfigError, LLMOSError, SpecError
 from llmos_jupyter.store import sources
 
 
@@ -79,6 +79,56 @@ def tokenizer_summary(tok: Any) -> dict[str, Any] | None:
         "merges": len(tok.merges), "bos_id": tok.bos_id, "bos": token(tok.bos_id),
         "eos_id": tok.eos_id, "eos": token(tok.eos_id), "add_bos": bool(tok.add_bos),
     }
+
+
+# Where each format keeps its tokenizer, for the error when a checkpoint has none.
+_TOKENIZER_HINTS = {
+    "gguf": "tokenizer.ggml.* metadata",
+    "hf": "tokenizer.json, or vocab.json + merges.txt",
+    "native": "tokenizer.json",
+}
+
+
+def check_loadable(ckpt: Any, path: Path) -> None:
+    """Raise CheckpointError naming `path` unless everything a load needs beyond the
+    tensors holds: a tokenizer that builds (the same `Tokenizer.from_spec` a load runs),
+    ids that fit the embedding, weight block types the model can compute with, and
+    finite weights (see formats/finite.py).
+
+    Run at import, so a model that cannot load (or can only answer NaN) is never registered.
+    """
+    from llmos_jupyter.formats.finite import nonfinite_tensors
+    from llmos_jupyter.formats.gguf import QUANT_TYPES
+    from llmos_jupyter.tokenizer import Tokenizer
+
+    spec = ckpt.tokenizer
+    if spec is None:
+        where = _TOKENIZER_HINTS.get(str(ckpt.metadata.get("format")), "a tokenizer")
+        raise CheckpointError(f"{path}: has no tokenizer (expected {where}); LLMOS needs the "
+                              "model's own tokenizer to run it")
+    try:
+        Tokenizer.from_spec(spec)
+    except LLMOSError as exc:
+        raise CheckpointError(f"{path}: its tokenizer cannot be built: {exc}") from exc
+    except Exception as exc:  # a spec of the wrong shape (native tokenizer.json edited)
+        raise CheckpointError(f"{path}: its tokenizer cannot be built "
+                              f"({type(exc).__name__}: {exc})") from exc
+    vocab = ckpt.config.vocab_size
+    if len(spec.tokens) > vocab:
+        raise CheckpointError(f"{path}: the tokenizer has {len(spec.tokens)} tokens but the "
+                              f"embedding only {vocab} rows; the checkpoint is inconsistent")
+    for key in ("bos_id", "eos_id", "pad_id"):
+        value = getattr(spec, key)
+        if value is not None and not (type(value) is int and 0 <= value < len(spec.tokens)):
+            raise CheckpointError(f"{path}: tokenizer {key} {value!r} is not a token id")
+    for name, t in ckpt.tensors.items():
+        if hasattr(t, "ggml_type") and t.ggml_type not in QUANT_TYPES:
+            raise CheckpointError(f"{path}: tensor {name!r} has block type {t.ggml_type}, "
+                                  "which LLMOS cannot compute with")
+    bad = nonfinite_tensors(ckpt.tensors)
+    if bad:
+        raise CheckpointError(f"{path}: tensors {bad[:3]} hold NaN or infinite values; the "
+                              "file is corrupt — download or convert it again")
 
 
 def n_params(tensors: dict[str, Any]) -> int:

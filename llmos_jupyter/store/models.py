@@ -33,6 +33,7 @@ from llmos_jupyter.store.catalog import Catalog, utc_now
 from llmos_jupyter.store.home import check_name, dir_size
 from llmos_jupyter.store.model_records import (
     ModelRecord,
+    check_loadable,
     checkpoint_sha256,
     n_params,
     quantization_of,
@@ -161,7 +162,9 @@ class ModelStore:
     ) -> ModelRecord:
         """Add a local GGUF file, HF directory or native directory as model `name`.
 
-        Raises CheckpointError naming the file if it cannot be read (the store is left
+        The checkpoint is validated first (header, tensor layout, hyper-parameters, the
+        tokenizer built once), then hashed and converted. Raises CheckpointError naming
+        the file if it cannot be read or could not be loaded later (the store is left
         unchanged), LLMOSError if the name is taken or invalid.
         """
         check_name("model", name)
@@ -171,8 +174,7 @@ class ModelStore:
         with self.layout.name_lock("model", name):
             self._check_free(name)
             return self._convert_and_install(
-                name, path, progress, sha256=checkpoint_sha256(path),
-                source=str(path.resolve()), license=None,
+                name, path, progress, sha256=None, source=str(path.resolve()), license=None,
             )
 
     def _check_free(self, name: str) -> None:
@@ -182,10 +184,12 @@ class ModelStore:
             )
 
     def _convert_and_install(
-        self, name: str, src_path: Path, progress: Progress | None, *, sha256: str,
+        self, name: str, src_path: Path, progress: Progress | None, *, sha256: str | None,
         source: str, license: str | None, upsert: bool = False,
     ) -> ModelRecord:
-        """Convert `src_path` to native in staging, rename into models/<name>, then INSERT."""
+        """Read and validate `src_path`, hash it (when `sha256` is None), convert it to
+        native in staging, rename into models/<name>, then INSERT. A failure at any step
+        leaves neither files nor a row."""
         from llmos_jupyter.formats import load_checkpoint
         from llmos_jupyter.formats.native import write_native
 
@@ -194,10 +198,14 @@ class ModelStore:
                 progress(0, 1, "convert")
             try:
                 ckpt = load_checkpoint(src_path)
-            except CheckpointError:
+                check_loadable(ckpt, src_path)
+            except LLMOSError:
                 raise
             except Exception as exc:  # any reader failure is a bad checkpoint to the user
                 raise CheckpointError(f"cannot read checkpoint {str(src_path)!r}: {exc}") from exc
+            # Hashed only once the checkpoint is known to be good: a directory that is not
+            # a model (`llmos import x /usr/lib`) is refused before its files are read.
+            sha256 = sha256 or checkpoint_sha256(src_path)
             staged = stage / "model"
             write_native(ckpt, staged)
             tok = ckpt.tokenizer
@@ -217,7 +225,12 @@ class ModelStore:
             if progress:
                 progress(1, 1, "convert")
             self.layout.install(staged, self.layout.models / name)
-            self._insert(rec, upsert=upsert)
+            try:
+                self._insert(rec, upsert=upsert)
+            except BaseException:
+                # Files without a row would be invisible to `llmos rm`: take them back.
+                self.layout.discard(self.layout.models / name)
+                raise
         return rec
 
     def _insert(self, rec: ModelRecord, upsert: bool = False) -> None:

@@ -159,3 +159,25 @@ def test_no_config(tmp_path):
     tmp_path.joinpath("x.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="no config.json"):
         read_hf_dir(tmp_path)
+
+
+def test_shard_links_as_in_the_hugging_face_cache_are_followed(tmp_path):
+    # snapshots/<rev>/<file> -> ../../blobs/<hash>: names in the index stay inside the
+    # directory; the links are the user's own cache layout, so they are followed.
+    root = write_tiny_hf_dir(tmp_path / "snapshots" / "rev", shards=2)
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    for i, shard in enumerate(sorted(root.glob("*.safetensors"))):
+        shard.rename(blobs / f"hash{i}")
+        shard.symlink_to(f"../../blobs/hash{i}")
+    assert read_hf_dir(root).config.n_layers == 2
+
+
+@pytest.mark.parametrize("name", ["../x/model.safetensors", "/etc/passwd", "a\\..\\b.safetensors",
+                                  "config.json", 7, ""])
+def test_shard_names_must_stay_inside(tmp_path, name):
+    from llmos_jupyter.formats.hf import confined_name
+
+    with pytest.raises(CheckpointError, match="not a .safetensors file inside the checkpoint"):
+        confined_name(tmp_path, name, tmp_path / "model.safetensors.index.json")
+    assert confined_name(tmp_path, "sub/model-1.safetensors", tmp_path) == "sub/model-1.safetensors"

@@ -148,3 +148,31 @@ def test_default_model_converts_and_reads_back(smollm2_gguf, tmp_path):
             np.testing.assert_array_equal(x.blocks, y.blocks)
         else:
             torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("edit,match", [
+    ({"quantized": ["x"]}, r"'quantized' must be an object"),
+    ({"model": {"vocab_size": 512.0}}, r"vocab_size must be an integer, not 512.0"),
+    ({"model": {"max_seq_len": 2**32 - 1}}, r"max_seq_len=4294967295 is outside"),
+    ({"model": {"norm_eps": float("nan")}}, r"norm_eps=nan must be finite"),
+])
+def test_hostile_native_config_is_refused(tmp_path, edit, match):
+    root = write_native(read_gguf(write_tiny_gguf(tmp_path / "m.gguf", qtype="Q8_0")),
+                        tmp_path / "native")
+    config = json.loads((root / "config.json").read_text())
+    for key, value in edit.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    (root / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=match):
+        read_native(root)
+
+
+def test_quantized_shape_that_is_not_integers_is_refused(tmp_path):
+    root = write_native(read_gguf(write_tiny_gguf(tmp_path / "m.gguf", qtype="Q8_0")),
+                        tmp_path / "native")
+    config = json.loads((root / "config.json").read_text())
+    name = next(iter(config["quantized"]))
+    config["quantized"][name]["shape"] = ["64", 64]
+    (root / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=rf"bad quantized entry for '{name}'"):
+        read_native(root)
