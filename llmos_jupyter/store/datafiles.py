@@ -20,13 +20,16 @@ Describing and preparing records in memory (`columns`, `compute_stats`, `prep`, 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ import numpy as np
 from llmos_jupyter.errors import DataError
 from llmos_jupyter.store.dataprep import (
     PrepResult,
+    StatsBuilder,
     columns,
     compute_stats,
     describe,
@@ -45,7 +49,8 @@ from llmos_jupyter.store.dataprep import (
 __all__ = [
     # defined here
     "Record", "EXTENSIONS", "FORMATS", "TEXT_MODES", "SNAPSHOT_NAME", "infer_format",
-    "read_records", "records_from", "atomic_write", "write_snapshot", "read_snapshot",
+    "iter_records", "read_records", "records_from", "iter_records_from", "iter_snapshot",
+    "stream_snapshot", "SnapshotInfo", "atomic_write", "write_snapshot", "read_snapshot",
     "export_records",
     # re-exported from dataprep
     "columns", "describe", "compute_stats", "PrepResult", "resolve_text_field", "prep",
@@ -75,15 +80,14 @@ def infer_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def read_records(path: str | os.PathLike, format: str | None = None, *,
-                 text_mode: str = "line") -> list[Record]:
-    """Read every record of a data file; the format comes from the extension unless given.
+def iter_records(path: str | os.PathLike, format: str | None = None, *,
+                 text_mode: str = "line") -> Iterator[Record]:
+    """Yield the records of a data file one by one, in memory independent of its size.
 
-    jsonl: one JSON object per non-blank line. json: a list of objects, or an object with
-    exactly one list field. csv/tsv: a header row, then rows of as many fields (values stay
-    strings). txt: {"text": ...} per non-empty line or blank-line-separated paragraph (see
-    `text_mode`). parquet: one record per table row.
-    Raises DataError naming the file and the line/row at fault, or when there is no record.
+    jsonl, csv/tsv, txt and parquet are streamed; a .json file is one document and is
+    parsed whole. A bad line or row raises DataError naming it, possibly after earlier
+    records were yielded, so callers that must register all or nothing write what they
+    get into staging first (as `DatasetStore.add` does). No record at all: DataError.
     """
     path = Path(path)
     fmt = format or infer_format(path)
@@ -94,15 +98,34 @@ def read_records(path: str | os.PathLike, format: str | None = None, *,
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if fmt == "parquet":
-        records = _read_parquet(path)
+        records = _iter_parquet(path)
+    elif fmt == "json":
+        records = iter(_parse_json(_read_text(path), path.name))
+    elif fmt == "jsonl":
+        records = _iter_jsonl(path)
+    elif fmt == "txt":
+        records = _iter_txt(path, text_mode)
     else:
-        text = _read_text(path)
-        reader = {"jsonl": _parse_jsonl, "json": _parse_json, "csv": _parse_delimited,
-                  "tsv": _parse_delimited, "txt": _parse_txt}[fmt]
-        records = reader(text, path.name, fmt=fmt, text_mode=text_mode)
-    if not records:
+        records = _iter_delimited(path, fmt)
+    empty = True
+    for record in records:
+        empty = False
+        yield record
+    if empty:
         raise DataError(f"{path}: no records in the file")
-    return records
+
+
+def read_records(path: str | os.PathLike, format: str | None = None, *,
+                 text_mode: str = "line") -> list[Record]:
+    """Read every record of a data file; the format comes from the extension unless given.
+
+    jsonl: one JSON object per non-blank line. json: a list of objects, or an object with
+    exactly one list field. csv/tsv: a header row, then rows of as many fields (values stay
+    strings). txt: {"text": ...} per non-empty line or blank-line-separated paragraph (see
+    `text_mode`). parquet: one record per table row.
+    Raises DataError naming the file and the line/row at fault, or when there is no record.
+    """
+    return list(iter_records(path, format, text_mode=text_mode))
 
 
 def _read_text(path: Path) -> str:
@@ -116,29 +139,70 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _parse_jsonl(text: str, name: str, **_: Any) -> list[Record]:
-    records = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
+def _utf8_error(path: Path) -> DataError:
+    """The DataError naming the first line of `path` that is not UTF-8 (found by a rescan:
+    a buffered text reader reports the failing chunk, not the line)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as e:
+                return DataError(f"{path.name} line {lineno}: not valid UTF-8 (byte "
+                                 f"{offset + e.start}); re-save the file as UTF-8")
+            offset += len(raw)
+    return DataError(f"{path.name}: not valid UTF-8 at the end; re-save the file as UTF-8")
+
+
+def _text_lines(path: Path, newline: str | None) -> Iterator[str]:
+    """Decoded lines of `path`, streamed (`newline` as for open(); a BOM is dropped)."""
+    with open(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline=newline)
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{name} line {lineno}: invalid JSON ({e.msg} at column {e.colno})"
-                            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{name} line {lineno}: expected a JSON object, "
-                            f"got {type(obj).__name__}")
-        records.append(obj)
-    return records
+            yield from text
+        except UnicodeDecodeError:
+            raise _utf8_error(path) from None
 
 
-def _parse_json(text: str, name: str, **_: Any) -> list[Record]:
+def _json_value(line: str, where: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply (Python reads about "
+                        f"{sys.getrecursionlimit()} levels); flatten the record") from None
+
+
+def _iter_jsonl(path: Path) -> Iterator[Record]:
+    # Binary lines split at "\n" only (as the format says), and name the exact bad line.
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path.name} line {lineno}: not valid UTF-8 (byte "
+                                f"{f.tell() - len(raw) + e.start}); re-save the file as "
+                                "UTF-8") from None
+            if not line.strip():
+                continue
+            obj = _json_value(line, f"{path.name} line {lineno}")
+            if not isinstance(obj, dict):
+                raise DataError(f"{path.name} line {lineno}: expected a JSON object, "
+                                f"got {type(obj).__name__}")
+            yield obj
+
+
+def _parse_json(text: str, name: str) -> list[Record]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{name} line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})"
                         ) from None
+    except RecursionError:
+        raise DataError(f"{name}: JSON nested too deeply (Python reads about "
+                        f"{sys.getrecursionlimit()} levels); flatten the records") from None
     if isinstance(obj, dict):
         lists = [k for k, v in obj.items() if isinstance(v, list)]
         if len(lists) != 1:
@@ -154,11 +218,11 @@ def _parse_json(text: str, name: str, **_: Any) -> list[Record]:
     return obj
 
 
-def _parse_delimited(text: str, name: str, *, fmt: str, **_: Any) -> list[Record]:
+def _iter_delimited(path: Path, fmt: str) -> Iterator[Record]:
     # strict=True turns malformed quoting into csv.Error instead of silently merging fields.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",",
+    reader = csv.reader(_text_lines(path, newline=""), delimiter="\t" if fmt == "tsv" else ",",
                         strict=True)
-    records: list[Record] = []
+    name, rows = path.name, 0
     header: list[str] | None = None
     try:
         for fields in reader:
@@ -173,46 +237,64 @@ def _parse_delimited(text: str, name: str, *, fmt: str, **_: Any) -> list[Record
                                     f"{dupes or ''}".rstrip())
                 continue
             if len(fields) != len(header):
-                raise DataError(f"{name} row {len(records) + 1} (line {reader.line_num}): "
+                raise DataError(f"{name} row {rows + 1} (line {reader.line_num}): "
                                 f"expected {len(header)} fields, got {len(fields)}")
-            records.append(dict(zip(header, fields, strict=True)))
+            rows += 1
+            yield dict(zip(header, fields, strict=True))
     except csv.Error as e:
-        raise DataError(f"{name} row {len(records) + 1} (line {reader.line_num}): malformed "
+        raise DataError(f"{name} row {rows + 1} (line {reader.line_num}): malformed "
                         f"{fmt.upper()} ({e})") from None
-    return records
 
 
-def _parse_txt(text: str, name: str, *, text_mode: str, **_: Any) -> list[Record]:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    blank = [not line.strip() for line in lines]
+def _iter_txt(path: Path, text_mode: str) -> Iterator[Record]:
+    def lines() -> Iterator[str]:  # universal newlines: \r\n and \r end lines too
+        for line in _text_lines(path, newline=None):
+            yield line[:-1] if line.endswith("\n") else line
+
     if text_mode == "auto":
-        # A blank line with content on both sides means the author wrote paragraphs.
-        first = blank.index(False) if False in blank else 0
-        last = len(blank) - blank[::-1].index(False) if False in blank else 0
-        text_mode = "paragraph" if any(blank[first:last]) else "line"
+        # A blank line with content on both sides means the author wrote paragraphs: one
+        # streaming pass to decide, then the real one.
+        seen_text = pending_blank = False
+        text_mode = "line"
+        for line in lines():
+            if not line.strip():
+                pending_blank = seen_text
+            elif pending_blank:
+                text_mode = "paragraph"
+                break
+            else:
+                seen_text = True
     if text_mode == "line":
-        return [{"text": line} for line, b in zip(lines, blank, strict=True) if not b]
-    paragraphs, current = [], []
-    for line, b in zip(lines, blank, strict=True):
-        if b:
-            if current:
-                paragraphs.append("\n".join(current))
-            current = []
-        else:
+        yield from ({"text": line} for line in lines() if line.strip())
+        return
+    current: list[str] = []
+    for line in lines():
+        if line.strip():
             current.append(line)
+        elif current:
+            yield {"text": "\n".join(current)}
+            current = []
     if current:
-        paragraphs.append("\n".join(current))
-    return [{"text": p} for p in paragraphs]
+        yield {"text": "\n".join(current)}
 
 
-def _read_parquet(path: Path) -> list[Record]:
+def _iter_parquet(path: Path) -> Iterator[Record]:
     import pyarrow.parquet as pq  # heavy: only on use
 
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        for batch in batches:
+            yield from batch.to_pylist()
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path.name}: not a readable Parquet file ({e})") from None
-    return table.to_pylist()
+
+
+def iter_records_from(source: Any, format: str | None = None, *,
+                      text_mode: str = "line") -> Iterable[Record]:
+    """`records_from`, but a file is streamed (`iter_records`) instead of read whole."""
+    if isinstance(source, (str, os.PathLike)):
+        return iter_records(source, format, text_mode=text_mode)
+    return records_from(source, format, text_mode=text_mode)
 
 
 def records_from(source: Any, format: str | None = None, *,
@@ -283,6 +365,49 @@ def _json_line(record: Record, row: int) -> str:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
         raise DataError(f"row {row}: cannot be stored as JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"row {row}: nested too deeply to store as JSON; flatten it") from None
+
+
+@dataclass
+class SnapshotInfo:
+    """What `stream_snapshot` wrote: the file, its sha256, and what the rows hold."""
+
+    path: Path
+    sha256: str
+    rows: int
+    columns: list[str]
+    stats: dict[str, Any]
+
+
+def stream_snapshot(records: Iterable[Record], directory: str | os.PathLike) -> SnapshotInfo:
+    """Write `records` as canonical JSONL to `directory/data.jsonl`, one at a time.
+
+    Memory stays independent of the number of rows (but for a few numbers per row and
+    string column, for the stats' percentiles): each record is written, hashed and
+    counted, then dropped. The file appears under its name only when complete. Raises
+    DataError for no records or a value JSON cannot hold (the row is named), and
+    whatever the records' reader raises; nothing is left behind then.
+    """
+    path = Path(directory) / SNAPSHOT_NAME
+    digest, stats = hashlib.sha256(), StatsBuilder()
+
+    def write(f: Any) -> None:
+        buffer: list[bytes] = []
+        for row, record in enumerate(records, 1):
+            line = (_json_line(record, row) + "\n").encode()
+            digest.update(line)
+            stats.add(record)
+            buffer.append(line)
+            if len(buffer) >= 1024:  # a few syscalls per thousand rows
+                f.write(b"".join(buffer))
+                buffer.clear()
+        f.write(b"".join(buffer))
+        if not stats.rows:
+            raise DataError("no records: refusing to snapshot empty data")
+
+    atomic_write(path, write, binary=True)
+    return SnapshotInfo(path, digest.hexdigest(), stats.rows, stats.columns(), stats.result())
 
 
 def write_snapshot(records: Sequence[Record], directory: str | os.PathLike) -> tuple[Path, str]:
@@ -292,12 +417,13 @@ def write_snapshot(records: Sequence[Record], directory: str | os.PathLike) -> t
     order give equal bytes, hence equal hashes. Raises DataError for an empty list or a
     value JSON cannot hold (the row is named).
     """
-    if not records:
-        raise DataError("no records: refusing to snapshot empty data")
-    payload = "".join(_json_line(r, i) + "\n" for i, r in enumerate(records, 1)).encode()
-    path = Path(directory) / SNAPSHOT_NAME
-    atomic_write(path, lambda f: f.write(payload), binary=True)
-    return path, hashlib.sha256(payload).hexdigest()
+    info = stream_snapshot(records, directory)
+    return info.path, info.sha256
+
+
+def iter_snapshot(path: str | os.PathLike) -> Iterator[Record]:
+    """The records of a snapshot, streamed: reading the first n costs n lines."""
+    return iter_records(path, "jsonl")
 
 
 def read_snapshot(path: str | os.PathLike) -> list[Record]:
