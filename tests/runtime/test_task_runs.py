@@ -12,6 +12,7 @@ import pytest
 
 import llmos
 from llmos_jupyter.errors import ConfigError, DataError, NotFoundError
+from llmos_jupyter.runtime.services import services
 from tests.checkpoint_factory import write_tiny_gguf
 
 
@@ -128,3 +129,23 @@ def test_tokenize_reports_progress(tiny):
                                    progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (5, 5)
     assert info["n_documents"] == 5
+
+
+def test_limit_reads_only_the_rows_it_needs(tiny):
+    # `task run --limit 1` on 872k rows used to load all of them (13 s, 2.76 GB). Here the
+    # snapshot is broken after its second row: only a run that reads every row sees it.
+    llmos.tasks.add("short", {"inputs": ["text"], "prompt": "{text}", "chat": False,
+                              "params": {"max_tokens": 2, "temperature": 0}})
+    llmos.datasets.add("rows", [{"text": f"row {i}"} for i in range(50)])
+    snapshot = services().datasets.snapshot_path("rows")
+    lines = snapshot.read_text().splitlines(keepends=True)
+    snapshot.write_text("".join(lines[:2]) + "{not json\n" + "".join(lines[3:]))
+    run = llmos.run("short", data="rows", model="tiny", limit=2, background=False)
+    assert run.status == "succeeded" and run.record().total == 2
+    # The full run reads row 3 while recording its items: a clear error, and no run left.
+    before = len(llmos.runs.list())
+    with pytest.raises(DataError, match=r"data\.jsonl line 3: invalid JSON"):
+        llmos.run("short", data="rows", model="tiny", background=False)
+    assert len(llmos.runs.list()) == before
+    with pytest.raises(DataError, match="limit 0: a run over dataset 'rows' needs at least"):
+        llmos.run("short", data="rows", model="tiny", limit=0)
