@@ -21,7 +21,8 @@ finish_reason "length".
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +70,11 @@ def generate(
 
     on_piece(row, text) receives each row's text as it is produced: whole characters only,
     never any part of a stop string; the pieces of a row concatenate to its result's text.
-    should_stop() is polled once per decode step; when it returns True every unfinished row
-    ends with finish_reason "cancelled" and its partial text. A KeyboardInterrupt propagates
-    as usual; the model stays usable (the next call sets up its caches afresh).
+    should_stop() is polled once per decode step, and before each layer of a prefill of
+    PREFILL_POLL_TOKENS or more; when it returns True every unfinished row ends with
+    finish_reason "cancelled" and its partial text (empty when the prefill was stopped).
+    A KeyboardInterrupt propagates as usual; the model stays usable (the next call sets
+    up its caches afresh).
 
     Prompts whose KV cache would pass KV_BUDGET_BYTES run as several batches one after
     the other (same results: rows never affect each other, and row b is seeded seed + b).
@@ -290,7 +293,12 @@ def _generation(
     t_start = time.perf_counter()
     with torch.inference_mode():
         model.setup_caches(B, max(len(p) + m for p, m in zip(prompts, max_new, strict=True)))
-        logits, ids = prefill(model, prompts)
+        long_prefill = B * max(len(p) for p in prompts) >= PREFILL_POLL_TOKENS
+        try:
+            with _stop_between_layers(model, should_stop if long_prefill else None):
+                logits, ids = prefill(model, prompts)
+        except _PrefillCancelled:  # the caches are set up afresh by the next call
+            return [_cancelled(p) for p in prompts]
         positions = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=device)
         advance = torch.ones(B, dtype=torch.long, device=device)
         # Seen tokens for the repetition penalty: prompt and completion ids in one buffer,
@@ -358,6 +366,41 @@ def _generation(
     t_end = time.perf_counter()
 
     return _results(rows, tokenizer, stop_ids, t_prefilled - t_start, t_end - t_prefilled)
+
+
+# A prefill of at least this many (padded) tokens polls should_stop between its layers:
+# ~1 s of a small model's prefill on a CPU. Shorter ones end sooner than a poll would help.
+PREFILL_POLL_TOKENS = 1024
+
+
+class _PrefillCancelled(Exception):
+    """should_stop() answered True between two layers of a prefill."""
+
+
+@contextmanager
+def _stop_between_layers(model: Any, should_stop: ShouldStop | None) -> Iterator[None]:
+    """Poll `should_stop` before each layer while a prefill runs, and abort it on True.
+
+    A prefill of a whole batch of long prompts takes seconds to tens of seconds on a CPU;
+    without this a cancel waited for it to end, then for one decode step. Forward
+    pre-hooks on the model's layers check between layers, so nothing of the model's own
+    code changes and the numbers are the same; they are removed when the prefill ends.
+    """
+    layers = getattr(model, "layers", None)
+    if should_stop is None or not isinstance(layers, torch.nn.ModuleList):
+        yield
+        return
+
+    def check(module: torch.nn.Module, args: Any) -> None:
+        if should_stop():
+            raise _PrefillCancelled
+
+    handles = [layer.register_forward_pre_hook(check) for layer in layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _compact(model: Any, slots: list[int], alive: list[bool], length: int) -> list[int]:

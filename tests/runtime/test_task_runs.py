@@ -149,3 +149,35 @@ def test_limit_reads_only_the_rows_it_needs(tiny):
     assert len(llmos.runs.list()) == before
     with pytest.raises(DataError, match="limit 0: a run over dataset 'rows' needs at least"):
         llmos.run("short", data="rows", model="tiny", limit=0)
+
+
+def test_cancel_during_a_long_prefill_stops_before_the_next_layer(tiny):
+    # `runs cancel` used to wait for the batch's whole prefill (~20 s for 32 long prompts
+    # on the default model), then a decode step. The cancel is requested from inside the
+    # prefill (a pre-hook on the first layer, standing in for another process); the
+    # prefill polls before each layer, so at most one more layer starts.
+    llmos.tasks.add("long-prefill", {"inputs": ["text"], "prompt": "{text}", "chat": False,
+                                     "params": {"max_tokens": 50, "temperature": 0}})
+    llmos.datasets.add("long-rows", [{"text": f"row {i} " + "lorem ipsum dolor " * 12}
+                                     for i in range(32)])
+    store = services().runs
+    events: list[str] = []
+
+    def on_layer(module, args, i):
+        events.append(f"layer {i}")
+        if events.count("cancel") == 0:
+            (running,) = store.list(status="running")
+            store.cancel(running.id)
+            events.append("cancel")
+
+    hooks = [layer.register_forward_pre_hook(lambda m, a, i=i: on_layer(m, a, i))
+             for i, layer in enumerate(tiny.model.layers)]
+    try:
+        run = llmos.run("long-prefill", data="long-rows", model=tiny, background=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert events == ["layer 0", "cancel"], run.results()[0]  # no layer ran after the cancel
+    rec = run.record()
+    assert rec.status == "cancelled" and rec.done == 0 and rec.total == 32
+    assert len(services().runs.pending_items(rec.id)) == 32  # a resume would redo them all
