@@ -328,3 +328,19 @@ def test_should_stop_ends_a_long_prefill_between_layers(tiny_model, tiny_tok):
     # the hooks are gone and the model is usable: the same batch completes afterwards
     again = generate(tiny_model, tiny_tok, prompts[:2], GREEDY.replace(max_tokens=3))
     assert [len(r.token_ids) for r in again] == [3, 3]
+
+
+@pytest.mark.parametrize("shared", [0, 20])
+def test_chunked_prefill_equals_one_block(tiny_model, shared):
+    # The cancellable prefill runs positions a chunk at a time, each continuing the
+    # cache; every row's logits (its last token in any chunk) match the one-block prefill.
+    gen = importlib.import_module("llmos_jupyter.engine.generate")
+    prefix = [7 + j % 50 for j in range(shared)]
+    prompts = [prefix + [5 + (3 * i + j) % 200 for j in range(n)]
+               for i, n in enumerate([1, 9, 30, 31, 64, 17, 2, 45])]
+    with torch.inference_mode():
+        tiny_model.setup_caches(len(prompts), 128)
+        whole, _ = gen.prefill(tiny_model, prompts)
+        tiny_model.setup_caches(len(prompts), 128)
+        chunked, _ = gen.prefill(tiny_model, prompts, chunk=8)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
