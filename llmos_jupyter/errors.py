@@ -7,7 +7,9 @@ says what to do. Interfaces (CLI, magics) print the message, never a traceback.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
+from typing import Any
 
 
 class LLMOSError(Exception):
@@ -55,3 +57,27 @@ def suggest(name: str, known: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for the closest known name, or ''."""
     close = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_EXCERPT = reprlib.Repr()  # Python 3.11's Repr takes no keyword arguments
+_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 3, 60, 60, 40
+_EXCERPT.maxlist = _EXCERPT.maxtuple = _EXCERPT.maxdict = _EXCERPT.maxset = 6
+
+
+def excerpt(value: Any, limit: int = 80) -> str:
+    """A short repr of `value` for an error message: at most about `limit` characters.
+
+    Errors quote what the user gave; a hostile input (a megabyte string, a deeply nested
+    list, a number with a million digits) must not make the message itself huge or slow,
+    so containers and strings are cut with reprlib and the result is capped.
+    """
+    try:
+        text = _EXCERPT.repr(value)
+    except Exception:  # a repr that fails is still no reason to lose the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """`text` cut to at most `limit` characters (with "..."), for quoting in a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

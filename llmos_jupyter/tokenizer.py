@@ -31,7 +31,7 @@ from typing import Any
 
 import tiktoken
 
-from llmos_jupyter.chat_template import render_chat_template
+from llmos_jupyter.chat_template import encode_chat, render_chat_template
 from llmos_jupyter.errors import CheckpointError
 from llmos_jupyter.formats.checkpoint import TokenizerSpec
 
@@ -422,6 +422,20 @@ class Tokenizer:
             self.spec.chat_template, messages, add_generation_prompt=add_generation_prompt,
             bos_token=self._token_text(self.bos_id), eos_token=self._token_text(self.eos_id),
             **extra)
+
+    def encode_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+        """Ids of a conversation rendered with the chat template (ChatML if none).
+
+        Only the template's own text becomes control tokens; every string from the
+        messages is encoded with special tokens disallowed, whatever the template does
+        (see `chat_template.encode_chat`). Raises PromptError for a malformed conversation
+        or a template that builds control tokens out of message text.
+        """
+        return encode_chat(
+            self.spec.chat_template, messages, self._tables.specials,
+            lambda text: self.encode(text, allow_special=False),
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self._token_text(self.bos_id), eos_token=self._token_text(self.eos_id))
 
 
 class StreamDecoder:

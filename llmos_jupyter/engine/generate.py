@@ -21,7 +21,8 @@ finish_reason "length".
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +70,11 @@ def generate(
 
     on_piece(row, text) receives each row's text as it is produced: whole characters only,
     never any part of a stop string; the pieces of a row concatenate to its result's text.
-    should_stop() is polled once per decode step; when it returns True every unfinished row
-    ends with finish_reason "cancelled" and its partial text. A KeyboardInterrupt propagates
-    as usual; the model stays usable (the next call sets up its caches afresh).
+    should_stop() is polled once per decode step, and before each layer of a prefill of
+    PREFILL_POLL_TOKENS or more; when it returns True every unfinished row ends with
+    finish_reason "cancelled" and its partial text (empty when the prefill was stopped).
+    A KeyboardInterrupt propagates as usual; the model stays usable (the next call sets
+    up its caches afresh).
 
     Prompts whose KV cache would pass KV_BUDGET_BYTES run as several batches one after
     the other (same results: rows never affect each other, and row b is seeded seed + b).
@@ -163,13 +166,16 @@ def stream(
         steps.close()
 
 
-def prefill(model: Any, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def prefill(model: Any, prompts: list[list[int]], chunk: int | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run all prompts through the model in one right-padded batch.
 
     Returns (logits [B, V] float32 at each row's last prompt token, ids [B, T]). Each row is
     padded with its own last token, so the padding adds no new token to the row's
     repetition-penalty set; the padded cache slots are overwritten by decode before any
-    step attends to them.
+    step attends to them. With `chunk`, positions go through the model `chunk` at a time
+    (each continuing the cache), so a caller polling between layers waits for at most
+    one layer of one chunk.
     """
     T = max(len(p) for p in prompts)
     padded = [p + [p[-1]] * (T - len(p)) for p in prompts]
@@ -177,13 +183,31 @@ def prefill(model: Any, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.T
     lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=model.device)
     P = shared_prefix_length(prompts)
     if P < MIN_SHARED_PREFIX or not hasattr(model, "share_prefix"):
-        return model.prefill(ids, lengths), ids
+        return _prefill_span(model, ids, lengths, 0, chunk), ids
     # The batch's common prefix (a task's chat template, system prompt and instructions)
     # is computed once on row 0 and copied to every row; each row then prefills only its
     # own suffix. Prefill dominates short-answer batches, so this is most of their cost.
-    model.prefill(ids[:1, :P], lengths[:1].clamp(max=P))
+    _prefill_span(model, ids[:1, :P], lengths[:1].clamp(max=P), 0, chunk)
     model.share_prefix(len(prompts), P)
-    return model.prefill(ids[:, P:], lengths - P, start=P), ids
+    return _prefill_span(model, ids, lengths, P, chunk), ids
+
+
+def _prefill_span(model: Any, ids: torch.Tensor, lengths: torch.Tensor, start: int,
+                  chunk: int | None) -> torch.Tensor:
+    """Prefill positions [start, T) of ids [B, T] (rows valid up to lengths [B]), in
+    chunks of `chunk` positions when given; logits [B, V] at each row's last token."""
+    T = ids.shape[1]
+    if chunk is None or T - start <= chunk:
+        return model.prefill(ids[:, start:], lengths - start, start=start)
+    logits = None
+    for lo in range(start, T, chunk):
+        hi = min(lo + chunk, T)
+        # Rows whose last token is in [lo, hi) take this chunk's logits; the others get
+        # some position's (clamped into the chunk), replaced by their own chunk's.
+        out = model.prefill(ids[:, lo:hi], (lengths - lo).clamp(1, hi - lo), start=lo)
+        ends_here = ((lengths > lo) & (lengths <= hi))[:, None]  # (B, 1)
+        logits = out if logits is None else torch.where(ends_here, out, logits)
+    return logits
 
 
 # Below this many shared tokens the extra prefill call costs more than it saves.
@@ -290,7 +314,14 @@ def _generation(
     t_start = time.perf_counter()
     with torch.inference_mode():
         model.setup_caches(B, max(len(p) + m for p, m in zip(prompts, max_new, strict=True)))
-        logits, ids = prefill(model, prompts)
+        long_prefill = B * max(len(p) for p in prompts) >= PREFILL_POLL_TOKENS
+        polled = should_stop is not None and long_prefill
+        try:
+            with _stop_between_layers(model, should_stop if polled else None):
+                logits, ids = prefill(
+                    model, prompts, max(16, PREFILL_CHUNK_TOKENS // B) if polled else None)
+        except _PrefillCancelled:  # the caches are set up afresh by the next call
+            return [_cancelled(p) for p in prompts]
         positions = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=device)
         advance = torch.ones(B, dtype=torch.long, device=device)
         # Seen tokens for the repetition penalty: prompt and completion ids in one buffer,
@@ -365,6 +396,45 @@ def _generation(
     t_end = time.perf_counter()
 
     return _results(rows, tokenizer, stop_ids, t_prefilled - t_start, t_end - t_prefilled)
+
+
+# A prefill of at least this many (padded) tokens, when it can be cancelled, polls
+# should_stop between its layers and runs PREFILL_CHUNK_TOKENS (over the batch) at a time:
+# 32 prompts of 500 tokens took ~20 s to prefill as one block on 2 busy cores, and one
+# layer of it ~5 s; a chunk's layer is ~1/8 of that. Shorter prefills end sooner than a
+# poll would help. (Chunks continue the cache, as a shared prefix does: the same math.)
+PREFILL_POLL_TOKENS = 1024
+PREFILL_CHUNK_TOKENS = 2048
+
+
+class _PrefillCancelled(Exception):
+    """should_stop() answered True between two layers of a prefill."""
+
+
+@contextmanager
+def _stop_between_layers(model: Any, should_stop: ShouldStop | None) -> Iterator[None]:
+    """Poll `should_stop` before each layer while a prefill runs, and abort it on True.
+
+    A prefill of a whole batch of long prompts takes seconds to tens of seconds on a CPU;
+    without this a cancel waited for it to end, then for one decode step. Forward
+    pre-hooks on the model's layers check between layers, so nothing of the model's own
+    code changes and the numbers are the same; they are removed when the prefill ends.
+    """
+    layers = getattr(model, "layers", None)
+    if should_stop is None or not isinstance(layers, torch.nn.ModuleList):
+        yield
+        return
+
+    def check(module: torch.nn.Module, args: Any) -> None:
+        if should_stop():
+            raise _PrefillCancelled
+
+    handles = [layer.register_forward_pre_hook(check) for layer in layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _compact(model: Any, slots: list[int], alive: list[bool], length: int) -> list[int]:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmos_jupyter.errors import ConfigError, suggest
+from llmos_jupyter.errors import ConfigError, excerpt, suggest
 
 
 @dataclass
@@ -82,6 +82,9 @@ class GenerationParams:
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             raise ConfigError(f"seed={self.seed!r} must be an integer or None")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            # torch seeds are 64-bit; a bigger one fails deep in sampling with a traceback.
+            raise ConfigError(f"seed={excerpt(self.seed)} must be in [0, 2**63 - 1]")
         if not isinstance(self.ignore_eos, bool):
             raise ConfigError(f"ignore_eos={self.ignore_eos!r} must be True or False")
         return self

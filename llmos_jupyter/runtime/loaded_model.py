@@ -112,29 +112,15 @@ class LoadedModel:
     ) -> list[int]:
         """Ids of a conversation rendered with the model's chat template.
 
-        The template's own markup becomes control tokens; message contents stay
-        ordinary text, so a message cannot forge a turn. This works by rendering with
-        placeholders in place of contents and encoding the two kinds of piece apart.
+        The template's own markup becomes control tokens; text from the messages never
+        does, whatever the template does with it (`Tokenizer.encode_chat`), so a message
+        cannot forge a turn.
         """
         if not messages:
             raise PromptError("chat: messages is empty; pass [{'role': 'user', 'content': ...}]")
         if self.system and not any(m.get("role") == "system" for m in messages):
             messages = [{"role": "system", "content": self.system}, *messages]
-        marks = [f"\x00LLMOS{i}\x00" for i in range(len(messages))]
-        masked = [{**m, "content": mark} for m, mark in zip(messages, marks, strict=True)]
-        rendered = self.tokenizer.apply_chat_template(masked, add_generation_prompt)
-        ids: list[int] = []
-        if all(rendered.count(mark) == 1 for mark in marks):
-            rest = rendered
-            for m, mark in zip(messages, marks, strict=True):
-                head, rest = rest.split(mark, 1)
-                ids += self.tokenizer.encode(head, allow_special=True)
-                ids += self.tokenizer.encode(str(m["content"]), allow_special=False)
-            ids += self.tokenizer.encode(rest, allow_special=True)
-        else:  # a template that transforms contents: render them for real
-            full = self.tokenizer.apply_chat_template(messages, add_generation_prompt)
-            ids = self.tokenizer.encode(full, allow_special=True)
-        return ids
+        return self.tokenizer.encode_chat(messages, add_generation_prompt)
 
     def generate(
         self,

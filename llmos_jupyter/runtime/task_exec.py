@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from llmos_jupyter.errors import LLMOSError
 from llmos_jupyter.runtime.loaded_model import LoadedModel
 from llmos_jupyter.store.taskspec import (
     OutputSpec,
@@ -29,6 +30,10 @@ from llmos_jupyter.store.taskspec import (
 
 # Tasks are for reproducible processing of data: greedy unless the spec says otherwise.
 TASK_DEFAULTS = {"temperature": 0.0, "max_tokens": 256}
+# Task steps that call tasks may nest this deep. `task add` refuses call cycles, but a
+# spec built by hand (or stored before that check) must fail with the chain named, not
+# recurse until Python's RecursionError, generating at every level on the way.
+MAX_TASK_DEPTH = 16
 
 
 @dataclass
@@ -65,19 +70,31 @@ class TaskExecutor:
         self.get_task = get_task
         self.override = dict(params or {})
         self.should_stop = should_stop
+        self._calls: list[str] = []  # names of the tasks being run, outermost first
 
     # ------------------------------------------------------------------ public
     def run_batch(self, spec: TaskSpec, items: list[dict[str, Any]]) -> list[ItemOutcome]:
         """Outcomes of `spec` on each of `items` (same order). Never raises for one item."""
         t0 = time.perf_counter()
         outcomes = [ItemOutcome() for _ in items]
-        if spec.is_flow:
-            self._flow(spec, items, outcomes, {})
-        else:
-            values = [dict(it) for it in items]
-            step = StepSpec(id="_", prompt=spec.prompt, output=spec.output)
-            settings = {"chat": spec.chat, "system": spec.system, "params": spec.params}
-            self._prompt_step(step, settings, values, outcomes, list(range(len(items))))
+        chain = [*self._calls, spec.name]
+        if spec.name in self._calls or len(chain) > MAX_TASK_DEPTH:
+            why = ("tasks call each other in a cycle" if spec.name in self._calls else
+                   f"task calls nest deeper than {MAX_TASK_DEPTH}")
+            for o in outcomes:
+                o.fail(f"{why}: {' -> '.join(chain)}; change the task steps so the calls end")
+            return outcomes
+        self._calls.append(spec.name)
+        try:
+            if spec.is_flow:
+                self._flow(spec, items, outcomes, {})
+            else:
+                values = [dict(it) for it in items]
+                step = StepSpec(id="_", prompt=spec.prompt, output=spec.output)
+                settings = {"chat": spec.chat, "system": spec.system, "params": spec.params}
+                self._prompt_step(step, settings, values, outcomes, list(range(len(items))))
+        finally:
+            self._calls.pop()
         per_item = (time.perf_counter() - t0) / max(len(items), 1)
         for o in outcomes:
             o.seconds = per_item
@@ -114,7 +131,12 @@ class TaskExecutor:
         self, step: StepSpec, values: list[dict[str, Any]], outcomes: list[ItemOutcome],
         alive: list[int],
     ) -> None:
-        sub = self.get_task(step.task)
+        try:
+            sub = self.get_task(step.task)
+        except LLMOSError as e:  # e.g. the called task was removed, or now calls back
+            for i in alive:
+                outcomes[i].fail(f"step {step.id} (task {step.task}): {e}")
+            return
         sub_items = []
         for i in alive:
             try:

@@ -8,10 +8,11 @@ whose process dies keeps what it did; `resume_run` does only the items with no r
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,12 +104,13 @@ class RunHandle:
 def _items_from_data(
     services: Any, spec: TaskSpec, data: str, mapping: dict[str, str], constants: dict[str, Any],
     limit: int | None,
-) -> list[dict[str, Any]]:
-    """One input dict per dataset row: task input <- column (by `mapping`, else same name)."""
-    rows = services.datasets.rows(data)
-    if limit is not None:
-        rows = rows[:limit]
-    columns = list(rows[0]) if rows else []
+) -> Iterator[dict[str, Any]]:
+    """One input dict per dataset row: task input <- column (by `mapping`, else same name).
+
+    Rows are streamed from the snapshot as the run records them, so `limit` rows cost
+    `limit` lines read, and a million-row dataset is never in memory at once.
+    """
+    columns = services.datasets.get(data).columns  # every column of any row
     missing = [n for n in spec.inputs if n not in constants and mapping.get(n, n) not in columns]
     if missing:
         raise DataError(
@@ -119,8 +121,13 @@ def _items_from_data(
         if k not in spec.inputs:
             raise ConfigError(f"--map {k}={col}: task {spec.name!r} has no input {k!r}; "
                               f"its inputs are {spec.inputs}")
+    if limit is not None and limit < 1:
+        raise DataError(f"limit {limit}: a run over dataset {data!r} needs at least one row")
+    rows = services.datasets.iter_rows(data)
+    if limit is not None:
+        rows = itertools.islice(rows, limit)
     wanted = [n for n in spec.inputs if n not in constants]
-    return [{**constants, **{n: row.get(mapping.get(n, n)) for n in wanted}} for row in rows]
+    return ({**constants, **{n: row.get(mapping.get(n, n)) for n in wanted}} for row in rows)
 
 
 def start_run(
@@ -155,8 +162,6 @@ def start_run(
         items = [inputs]
     else:
         items = _items_from_data(services, spec, data, mapping, inputs, limit)
-        if not items:
-            raise DataError(f"dataset {data!r} has no rows to run on")
     loaded = resolve_model(model if model is not None else spec.model)
     rec = services.runs.create(spec.name, spec.to_dict(), loaded.name, inputs or None, data,
                                mapping or None, items, params)

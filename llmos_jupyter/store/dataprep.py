@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +42,8 @@ def describe(values: Sequence[float]) -> dict[str, float]:
             "max": float(a.max()), "mean": float(a.mean())}
 
 
-def _type_name(values: list[Any]) -> str:
-    names = sorted({type(v).__name__ for v in values})
+def _type_name(types: set[str]) -> str:
+    names = sorted(types)
     if not names:
         return "null"
     if names == ["float", "int"]:
@@ -59,19 +60,60 @@ def compute_stats(records: Sequence[Record], tokenizer: Any = None,
     min/p50/p90/p99/max/mean over non-null rows) and, given a tokenizer with
     `encode_batch(texts)`, "tokens" likewise.
     """
-    out: dict[str, Any] = {"rows": len(records), "columns": {}}
-    for name in columns(records):
-        values = [r[name] for r in records if r.get(name) is not None]
-        col: dict[str, Any] = {"type": _type_name(values), "non_null": len(values)}
-        if values and col["type"] == "str":
-            col["chars"] = describe([len(v) for v in values])
-            if tokenizer is not None:
-                counts: list[int] = []
-                for i in range(0, len(values), batch_size):
-                    counts += [len(ids) for ids in tokenizer.encode_batch(values[i:i + batch_size])]
-                col["tokens"] = describe(counts)
-        out["columns"][name] = col
+    builder = StatsBuilder()
+    for r in records:
+        builder.add(r)
+    out = builder.result()
+    if tokenizer is not None:
+        for name, col in out["columns"].items():
+            if "chars" not in col:
+                continue
+            values = [r[name] for r in records if r.get(name) is not None]
+            counts: list[int] = []
+            for i in range(0, len(values), batch_size):
+                counts += [len(ids) for ids in tokenizer.encode_batch(values[i:i + batch_size])]
+            col["tokens"] = describe(counts)
     return out
+
+
+class StatsBuilder:
+    """`compute_stats` one record at a time, for data streamed from a file.
+
+    Keeps per column its value types, non-null count and, for strings, each row's
+    length (8 bytes a row: the percentiles need them all), never the records.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._cols: dict[str, tuple[set[str], list[int], array]] = {}
+
+    def add(self, record: Record) -> None:
+        """Count one record."""
+        self.rows += 1
+        for name, value in record.items():
+            col = self._cols.get(name)
+            if col is None:
+                col = self._cols[name] = (set(), [0], array("q"))
+            if value is None:
+                continue
+            col[0].add(type(value).__name__)
+            col[1][0] += 1
+            if isinstance(value, str):
+                col[2].append(len(value))
+
+    def columns(self) -> list[str]:
+        """Every key seen, in order of first appearance."""
+        return list(self._cols)
+
+    def result(self) -> dict[str, Any]:
+        """The stats of the records added so far (as `compute_stats` without a tokenizer)."""
+        out: dict[str, Any] = {"rows": self.rows, "columns": {}}
+        for name, (types, non_null, lengths) in self._cols.items():
+            col: dict[str, Any] = {"type": _type_name(types), "non_null": non_null[0]}
+            if non_null[0] and col["type"] == "str":
+                col["chars"] = describe(np.frombuffer(lengths, dtype=np.int64))
+            out["columns"][name] = col
+        return out
 
 
 # ---------------------------------------------------------------------------- prep

@@ -1,7 +1,7 @@
 """DatasetStore: named, immutable snapshots of users' data.
 
-`add` reads a file, a list of dicts or a DataFrame (datafiles.records_from: a bad row is
-a DataError naming it, and nothing is registered), writes the rows as canonical JSONL to
+`add` reads a file (streamed), a list of dicts or a DataFrame (a bad row is a DataError
+naming it, and nothing is registered), writes the rows as canonical JSONL to
 datasets/<name>/<sha>/data.jsonl and records the sha256 of that file. Runs read the
 snapshot, never the source, so editing the source later changes no result.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,6 +108,10 @@ class DatasetStore:
         """Every row of the snapshot, in order."""
         return datafiles.read_snapshot(self.snapshot_path(name))
 
+    def iter_rows(self, name: str) -> Iterator[dict[str, Any]]:
+        """The rows of the snapshot, streamed: taking the first n reads n lines."""
+        return datafiles.iter_snapshot(self.snapshot_path(name))
+
     def head(self, name: str, n: int = 5) -> list[dict[str, Any]]:
         """The first `n` rows, read without loading the whole snapshot."""
         out: list[dict[str, Any]] = []
@@ -141,13 +146,17 @@ class DatasetStore:
         """
         check_name("dataset", name)
         fmt, src = _describe_source(source, format)
-        records = datafiles.records_from(source, format, text_mode=text_mode)
+        # A file is streamed row by row into the snapshot (memory independent of its size);
+        # a bad row raises from inside the staging directory, so nothing is registered.
+        records = datafiles.iter_records_from(source, format, text_mode=text_mode)
         return self._write(name, records, fmt, src, parent=None, replace=replace)
 
-    def _write(self, name: str, records: list[dict[str, Any]], fmt: str, source: str | None,
-               parent: str | None, replace: bool) -> DatasetRecord:
+    def _write(self, name: str, records: Iterable[dict[str, Any]], fmt: str,
+               source: str | None, parent: str | None, replace: bool) -> DatasetRecord:
         with self.layout.name_lock("dataset", name), ExitStack() as stages:
-            staged, sha = self._snapshot(stages, name, records)
+            stage = stages.enter_context(self.layout.staging(f"dataset-{name}"))
+            info = datafiles.stream_snapshot(records, stage / "snap")
+            staged, sha = stage / "snap", info.sha256
             old = self._row(name)
             if old is not None and old.sha256 == sha:
                 return old
@@ -158,8 +167,8 @@ class DatasetStore:
                 )
             rec = DatasetRecord(
                 name=name, path=f"datasets/{name}/{sha}/{datafiles.SNAPSHOT_NAME}",
-                format=fmt, rows=len(records), columns=datafiles.columns(records),
-                sha256=sha, source=source, stats=datafiles.compute_stats(records),
+                format=fmt, rows=info.rows, columns=info.columns,
+                sha256=sha, source=source, stats=info.stats,
                 parent=parent, created_at=utc_now(),
             )
             self.layout.install(staged, self.layout.datasets / name / sha)

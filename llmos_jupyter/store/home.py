@@ -31,7 +31,8 @@ from pathlib import Path
 from llmos_jupyter.errors import LLMOSError
 
 # Names become directory names and CLI arguments: keep them to a portable, shell-safe set.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Matched with fullmatch: `$` alone would let a trailing newline through ("ok\n").
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _LOCK_NAME = ".owner.lock"
 
 
@@ -43,7 +44,7 @@ def llmos_home() -> Path:
 
 def check_name(kind: str, name: str) -> str:
     """Return `name` if it is a valid store name, else raise LLMOSError saying what is allowed."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise LLMOSError(
             f"invalid {kind} name {name!r}: use letters, digits, '.', '_', ':' or '-' "
             "(starting with a letter or digit, at most 128 characters)"

@@ -15,10 +15,12 @@ item update and the run's done/failed/token counters change in one transaction.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
 import sqlite3
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,27 @@ from llmos_jupyter.store.run_records import (
     write_items_csv,
 )
 
+# Items inserted per transaction when a run is created: ~10 ms of writing each, so a run
+# over a million rows never holds the write lock near the 10 s busy timeout of others.
+ITEM_CHUNK = 2000
+# The error a run carries while `create` is still inserting its items.
+CREATING = "being created: its items are still being recorded"
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _encode_item(i: int, item: Any) -> str:
+    if not isinstance(item, dict):
+        raise LLMOSError(f"run item {i}: inputs must be a dict, not {type(item).__name__}")
+    try:
+        return json.dumps(item, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise LLMOSError(f"run item {i}: inputs cannot be stored as JSON ({exc})") from None
+
 
 class RunStore:
     """Runs and run items in the catalog. Opening one marks dead 'running' runs interrupted."""
@@ -58,44 +81,63 @@ class RunStore:
         inputs: dict[str, Any] | None,
         dataset: str | None,
         mapping: dict[str, Any] | None,
-        items: list[dict[str, Any]],
+        items: Iterable[dict[str, Any]],
         params: dict[str, Any] | None = None,
     ) -> RunRecord:
-        """Record a queued run and the inputs of each of its items (idx = position)."""
-        encoded = []
-        for i, it in enumerate(items):
-            if not isinstance(it, dict):
-                raise LLMOSError(f"run item {i}: inputs must be a dict, not {type(it).__name__}")
-            try:
-                encoded.append(json.dumps(it, ensure_ascii=False))
-            except (TypeError, ValueError) as exc:
-                raise LLMOSError(f"run item {i}: inputs cannot be stored as JSON ({exc})") from None
-        now = utc_now()
+        """Record a queued run and the inputs of each of its items (idx = position).
+
+        `items` may be a generator (rows streamed from a dataset): they are inserted
+        ITEM_CHUNK at a time, each chunk its own short transaction, so other processes
+        are never kept from writing for long. Until the last chunk the run is marked as
+        being created (its error says so, and `start` refuses it); a bad item removes the
+        run and every item inserted so far; a process killed meanwhile leaves a run that
+        `mark_interrupted` removes once its pid is gone. Raises LLMOSError naming a bad
+        item.
+        """
+        now, run_id = utc_now(), None
         with self.catalog.transaction() as conn:
             for _ in range(5):  # ids collide only within one millisecond; retry
                 run_id = new_run_id()
                 try:
                     conn.execute(
                         "INSERT INTO runs (id, task, spec_json, model, inputs_json, dataset,"
-                        " mapping_json, status, total, created_at, params_json)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                        " mapping_json, status, total, created_at, params_json, error, pid,"
+                        " host) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
                         (run_id, task, dump_json(spec_dict), model, dump_json(inputs), dataset,
-                         dump_json(mapping), len(items), now, dump_json(params or {})),
+                         dump_json(mapping), now, dump_json(params or {}), CREATING,
+                         os.getpid(), socket.gethostname()),
                     )
                     break
                 except sqlite3.IntegrityError:
                     continue
             else:
                 raise LLMOSError("could not allocate a run id; try again")
-            conn.executemany(
-                "INSERT INTO run_items (run_id, idx, inputs_json) VALUES (?, ?, ?)",
-                [(run_id, i, text) for i, text in enumerate(encoded)],
-            )
+        total = 0
+        try:
+            for chunk in _chunks(items, ITEM_CHUNK):
+                rows = [(run_id, total + i, _encode_item(total + i, it))
+                        for i, it in enumerate(chunk)]
+                with self.catalog.transaction() as conn:
+                    conn.executemany(
+                        "INSERT INTO run_items (run_id, idx, inputs_json) VALUES (?, ?, ?)", rows)
+                    conn.execute("UPDATE runs SET total = ? WHERE id = ?",
+                                 (total + len(rows), run_id))
+                total += len(rows)
+            with self.catalog.transaction() as conn:
+                conn.execute("UPDATE runs SET error = NULL, pid = NULL, host = NULL"
+                             " WHERE id = ?", (run_id,))
+        except BaseException:
+            with self.catalog.transaction() as conn:  # run_items go with it (ON DELETE CASCADE)
+                conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            raise
         return self.get(run_id)
 
     def start(self, run_id: str, pid: int | None = None) -> RunRecord:
         """Mark a queued (or interrupted, to resume) run as running in process `pid`."""
         rec = self.get(run_id)
+        if rec.status == "queued" and rec.error == CREATING:
+            raise LLMOSError(f"run {rec.id} is still being created (its items are being "
+                             "recorded); wait for its creator to start it")
         now, pid = utc_now(), pid if pid is not None else os.getpid()
         with self.catalog.transaction() as conn:
             cur = conn.execute(
@@ -263,10 +305,22 @@ class RunStore:
         On this host the pid decides (dead or zombie => gone). Elsewhere, or without a pid,
         a heartbeat older than `stale_after_s` does.
         """
+        self._drop_abandoned_creations()
         rows = self.catalog.query(
             "SELECT id, pid, host, heartbeat_at, started_at FROM runs WHERE status = 'running'"
         )
         return [r["id"] for r in rows if self._is_gone(r) and self._mark(r["id"], r["pid"])]
+
+    def _drop_abandoned_creations(self) -> None:
+        """Delete runs whose creating process died before recording every item."""
+        rows = self.catalog.query(
+            "SELECT id, pid, host FROM runs WHERE status = 'queued' AND error = ?", (CREATING,))
+        for r in rows:
+            if r["host"] == socket.gethostname() and r["pid"] is not None \
+                    and not pid_alive(r["pid"]):
+                with self.catalog.transaction() as conn:
+                    conn.execute("DELETE FROM runs WHERE id = ? AND status = 'queued'"
+                                 " AND error = ? AND pid = ?", (r["id"], CREATING, r["pid"]))
 
     def _is_gone(self, row: sqlite3.Row) -> bool:
         """Whether the executor of a 'running' row is dead (see mark_interrupted)."""

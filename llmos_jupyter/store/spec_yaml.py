@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from llmos_jupyter.errors import LLMOSError, SpecError, suggest
+from llmos_jupyter.errors import LLMOSError, SpecError, clip, excerpt, suggest
 from llmos_jupyter.store.task_output import OUTPUT_FIELDS, OUTPUT_TYPES, OutputSpec, split_list
 from llmos_jupyter.store.taskspec import (
     PARAMS,
@@ -35,6 +35,66 @@ from llmos_jupyter.store.templates import (
     template_fields,
 )
 
+# A task spec is a few fields deep; YAML's composer recurses per level, so a spec nested
+# thousands deep would end in a RecursionError traceback instead of an error naming it.
+MAX_DEPTH = 64
+# A dict source is dumped to YAML before parsing; count its values first so a shared or
+# self-referencing structure (a Python "billion laughs") cannot expand without bound.
+MAX_DICT_VALUES = 100_000
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases and caps nesting, naming the line.
+
+    Aliases (`*a`) let a few hundred bytes stand for gigabytes once expanded ("billion
+    laughs"); a spec has no use for them, so the first one is an error.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SpecError(f"line {event.start_mark.line + 1}: YAML aliases "
+                            f"(*{event.anchor[:40]}) are not allowed in a task spec; "
+                            "write the value out")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise SpecError(f"line {mark.line + 1}: the spec nests more than {MAX_DEPTH} "
+                                "levels deep; a task spec is a few fields deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _check_dict_size(source: Mapping[str, Any]) -> None:
+    """Refuse a dict source nested past MAX_DEPTH or holding past MAX_DICT_VALUES values."""
+    count, stack = 0, [(source, 1)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise SpecError(f"the spec nests more than {MAX_DEPTH} levels deep (or refers to "
+                            "itself); a task spec is a few fields deep")
+        if count > MAX_DICT_VALUES:
+            raise SpecError(f"the spec holds more than {MAX_DICT_VALUES} values; a task spec "
+                            "is a few fields")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value shared by two fields out twice: _SpecLoader refuses aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
 
 def _kind(value: Any) -> str:
     if value is None:
@@ -50,32 +110,41 @@ class _SpecParser:
         self.has_lines = isinstance(source, str)
         self.known_tasks = known_tasks
         if isinstance(source, Mapping):
+            _check_dict_size(source)
             try:  # a dict goes through YAML too, so one walker checks both (without lines)
-                source = yaml.safe_dump(dict(source), sort_keys=False, allow_unicode=True)
+                source = yaml.dump(dict(source), Dumper=_NoAliasDumper, sort_keys=False,
+                                   allow_unicode=True)
             except yaml.YAMLError as e:
                 raise SpecError(f"the spec holds a value YAML cannot represent ({e})") from None
         elif not isinstance(source, str):
             raise SpecError(f"a task spec is YAML text or a dict, not {type(source).__name__}")
-        self.loader = yaml.SafeLoader(source)
+        self.loader = _SpecLoader(source)
         try:
             self.root = self.loader.get_single_node()
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
-            raise SpecError(f"line {mark.line + 1}: {e.problem or e.context}") from None
+            raise SpecError(f"line {mark.line + 1}: {clip(str(e.problem or e.context))}"
+                            ) from None
         except yaml.YAMLError as e:
-            raise SpecError(f"invalid YAML: {e}") from None
+            raise SpecError(f"invalid YAML: {clip(str(e))}") from None
 
     # -- helpers: each names the node's line and the field path
     def fail(self, node: yaml.Node | None, fld: str, msg: str, extra_lines: int = 0) -> NoReturn:
         line = f"line {node.start_mark.line + 1 + extra_lines}, " \
             if self.has_lines and node is not None else ""
-        raise SpecError(f"{line}field {fld}: {msg}")
+        # A backstop: every value quoted is an excerpt, but a field path holds user keys.
+        raise SpecError(f"{line}field {clip(fld, 100)}: {clip(msg, 600)}")
 
     def value(self, node: yaml.Node) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as e:  # e.g. a !!python/... tag, which SafeLoader refuses
-            raise SpecError(f"line {node.start_mark.line + 1}: {e.problem}") from None
+            raise SpecError(f"line {node.start_mark.line + 1}: {clip(str(e.problem))}"
+                            ) from None
+        except (ValueError, OverflowError) as e:  # e.g. an integer of 5000 digits
+            what = ("a number too long to read (Python reads at most 4300 digits)"
+                    if "digits" in str(e) else f"cannot read this value ({clip(str(e), 120)})")
+            raise SpecError(f"line {node.start_mark.line + 1}: {what}") from None
 
     def mapping(self, node: yaml.Node, fld: str, allowed: tuple[str, ...]
                 ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
@@ -98,7 +167,7 @@ class _SpecParser:
     def typed(self, node: yaml.Node, fld: str, kind: type | tuple[type, ...], what: str) -> Any:
         value = self.value(node)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.fail(node, fld, f"expected {what}, got {_kind(value)} {value!r}")
+            self.fail(node, fld, f"expected {what}, got {_kind(value)} {excerpt(value)}")
         return value
 
     def names(self, node: yaml.Node, fld: str, pattern: re.Pattern = IDENT) -> list[str]:
@@ -110,10 +179,11 @@ class _SpecParser:
         else:
             self.fail(node, fld, f"expected a list of names, got {_kind(value)}")
         for item_node, item in zip(items, value, strict=True):
-            if not isinstance(item, str) or not pattern.match(item):
-                self.fail(item_node, fld, f"{item!r} is not a valid name (letters, digits, _)")
+            if not isinstance(item, str) or not pattern.fullmatch(item):
+                self.fail(item_node, fld,
+                          f"{excerpt(item)} is not a valid name (letters, digits, _)")
         if len(set(value)) != len(value):
-            self.fail(node, fld, f"duplicate names in {value}")
+            self.fail(node, fld, f"duplicate names in {excerpt(value)}")
         return value
 
     def template(self, node: yaml.Node, fld: str, known: list[str], later: list[str]) -> str:
@@ -157,8 +227,8 @@ class _SpecParser:
             if "name" not in top:
                 self.fail(self.root, "name", "missing; every task needs a name")
             spec.name = self.typed(get("name"), "name", str, "text")
-        if not TASK_NAME.match(spec.name):
-            self.fail(get("name"), "name", f"{spec.name!r} is not a valid task name "
+        if not TASK_NAME.fullmatch(spec.name):
+            self.fail(get("name"), "name", f"{excerpt(spec.name)} is not a valid task name "
                       "(letters, digits, '.', '_' and '-')")
         if "description" in top:
             spec.description = self.typed(get("description"), "description", str, "text")
@@ -193,8 +263,9 @@ class _SpecParser:
     def params(self, node: yaml.Node, fld: str) -> dict[str, Any]:
         out = {}
         for key, (_, value_node) in self.mapping(node, fld, tuple(PARAMS)).items():
+            value = self.value(value_node)  # its own SpecError names the line
             try:
-                out[key] = _check_param(key, self.value(value_node))
+                out[key] = _check_param(key, value)
             except ValueError as e:
                 self.fail(value_node, f"{fld}.{key}", str(e))
         return out
@@ -209,7 +280,7 @@ class _SpecParser:
         if type_node is not None:
             out.type = self.typed(type_node, f"{fld}.type", str, "text")
         if out.type not in OUTPUT_TYPES:
-            self.fail(type_node, f"{fld}.type", f"output type {out.type!r} is not one of "
+            self.fail(type_node, f"{fld}.type", f"output type {excerpt(out.type)} is not one of "
                       f"{', '.join(OUTPUT_TYPES)}{suggest(out.type, OUTPUT_TYPES)}")
         for key, (key_node, value_node) in fields.items():
             path, wants = f"{fld}.{key}", {"required": "json", "required_from": "json",
@@ -227,7 +298,7 @@ class _SpecParser:
             elif key in ("required_from", "labels_from"):
                 source = self.typed(value_node, path, str, "an input name")
                 if source not in inputs:
-                    self.fail(value_node, path, f"{source!r} is not an input; inputs: "
+                    self.fail(value_node, path, f"{excerpt(source)} is not an input; inputs: "
                               f"{', '.join(inputs) or 'none'}{suggest(source, inputs)}")
                 setattr(out, key, source)
             elif key == "retries":
@@ -252,8 +323,8 @@ class _SpecParser:
             if "id" not in fields:
                 self.fail(step_node, f"steps[{i}].id", "missing; every step needs an id")
             sid = self.typed(fields["id"][1], f"steps[{i}].id", str, "a step id")
-            if not IDENT.match(sid):
-                self.fail(fields["id"][1], f"steps[{i}].id", f"{sid!r} is not a valid id "
+            if not IDENT.fullmatch(sid):
+                self.fail(fields["id"][1], f"steps[{i}].id", f"{excerpt(sid)} is not a valid id "
                           "(letters, digits and _, not starting with a digit)")
             if sid in spec.inputs or sid in [r[0] for r in raw]:
                 self.fail(fields["id"][1], f"steps[{i}].id", f"{sid!r} is already "
@@ -282,8 +353,8 @@ class _SpecParser:
         if output_step is not None:
             spec.output_step = self.typed(output_step, "output_step", str, "a step id")
             if spec.output_step not in ids:
-                self.fail(output_step, "output_step", f"no step {spec.output_step!r}; steps: "
-                          f"{', '.join(ids)}{suggest(spec.output_step, ids)}")
+                self.fail(output_step, "output_step", f"no step {excerpt(spec.output_step)}; "
+                          f"steps: {', '.join(ids)}{suggest(spec.output_step, ids)}")
         spec.output = next(s.output for s in spec.steps if s.id == spec.final_step)
 
     def step(self, spec: TaskSpec, sid: str, node: yaml.Node,
@@ -338,14 +409,19 @@ class _SpecParser:
             except LLMOSError as e:  # e.g. the store's NotFoundError, with its did-you-mean
                 self.fail(task_node, f"{fld}.task", str(e))
             if target is None:
-                self.fail(task_node, f"{fld}.task", f"unknown task {step.task!r}")
+                self.fail(task_node, f"{fld}.task", f"unknown task {excerpt(step.task)}")
         else:
             names = list(known)
             if step.task not in names:
-                self.fail(task_node, f"{fld}.task", f"unknown task {step.task!r}"
+                self.fail(task_node, f"{fld}.task", f"unknown task {excerpt(step.task)}"
                           f"{suggest(step.task, names)}; known: {', '.join(sorted(names))}")
             target = known[step.task] if isinstance(known, Mapping) else None
         if isinstance(target, TaskSpec):
+            cycle = self.call_cycle(own_name, step.task, target)
+            if cycle:
+                self.fail(task_node, f"{fld}.task", "tasks would call each other in a "
+                          f"cycle: {' -> '.join(cycle)}; a task cannot call itself, directly "
+                          "or through others")
             for key in step.inputs:
                 if key not in target.inputs:
                     self.fail(fields["inputs"][1], f"{fld}.inputs.{key}",
@@ -356,3 +432,36 @@ class _SpecParser:
                 self.fail(fields.get("inputs", fields["task"])[1], f"{fld}.inputs",
                           f"missing value for input {', '.join(missing)} of task {step.task!r}")
 
+
+    def lookup(self, name: str) -> TaskSpec | None:
+        """The TaskSpec `known_tasks` gives for `name`, or None when it gives none."""
+        known = self.known_tasks
+        if callable(known) and not isinstance(known, Mapping):
+            try:
+                found = known(name)
+            except LLMOSError:
+                return None
+        else:
+            found = known.get(name) if isinstance(known, Mapping) else None
+        return found if isinstance(found, TaskSpec) else None
+
+    def call_cycle(self, own_name: str, first: str, target: TaskSpec) -> list[str] | None:
+        """The chain own_name -> first -> ... -> own_name if the called tasks lead back.
+
+        A depth-first walk over the task steps of the known tasks; each task is visited
+        once and paths stop at MAX_DEPTH (the executor refuses deeper calls anyway).
+        """
+        seen = {first}
+        stack = [(target, [own_name, first])]
+        while stack:
+            spec, path = stack.pop()
+            for callee in [s.task for s in spec.steps if s.task]:
+                if callee == own_name:
+                    return [*path, own_name]
+                if callee in seen or len(path) >= MAX_DEPTH:
+                    continue
+                seen.add(callee)
+                sub = self.lookup(callee)
+                if sub is not None:
+                    stack.append((sub, [*path, callee]))
+        return None

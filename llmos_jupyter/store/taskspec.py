@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from llmos_jupyter.errors import SpecError, suggest
+from llmos_jupyter.errors import SpecError, excerpt, suggest
 from llmos_jupyter.store.task_output import (
     OUTPUT_FIELDS,
     OUTPUT_TYPES,
@@ -65,7 +65,9 @@ PARAMS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "max_tokens": ("int", 1, None, False), "temperature": ("float", 0, None, False),
     "top_k": ("int", 0, None, False), "top_p": ("float", 0, 1, True),
     "min_p": ("float", 0, 1, False), "repetition_penalty": ("float", 0, None, True),
-    "stop": ("stop", None, None, False), "seed": ("int", None, None, False)}
+    "stop": ("stop", None, None, False),
+    # torch seeds are 64-bit: past 2**63 - 1 (plus the row offset) sampling would fail.
+    "seed": ("int", 0, 2**63 - 1, False)}
 
 KnownTasks = Mapping[str, Any] | Iterable[str] | Callable[[str], Any] | None
 
@@ -198,12 +200,12 @@ def _check_param(key: str, value: Any) -> Any:
     number = (int,) if kind == "int" else (int, float)
     if isinstance(value, bool) or not isinstance(value, number):
         raise ValueError(f"must be {'an integer' if kind == 'int' else 'a number'}, "
-                         f"got {value!r}")
+                         f"got {excerpt(value)}")
     if (low is not None and (value <= low if low_open else value < low)) or \
             (high is not None and value > high):
         rng = f"{'(' if low_open else '['}{'' if low is None else low}, " \
               f"{'' if high is None else high}]".replace(", ]", ", ∞)")
-        raise ValueError(f"must be in {rng}, got {value!r}")
+        raise ValueError(f"must be in {rng}, got {excerpt(value)}")
     return value if kind == "int" else float(value)
 
 

@@ -30,7 +30,7 @@ class TemplateSyntaxError(SpecError):
 
 def _field_problem(inner: str) -> str | None:
     """Why `{inner}` is not a plain placeholder, or None when it is one."""
-    if IDENT.match(inner):
+    if IDENT.fullmatch(inner):
         return None
     for sign, what in (("!", "a conversion (!r)"), (":", "a format spec (:...)"),
                        (".", "attribute access"), ("[", "indexing")):

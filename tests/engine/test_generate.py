@@ -315,3 +315,49 @@ def test_prompts_past_the_kv_budget_run_as_successive_batches(tiny_model, tiny_t
                        should_stop=lambda: next(polls, True))
     assert [r.finish_reason for r in stopped] == ["cancelled"] * 7
     assert stopped[6].token_ids == [] and stopped[6].usage["prompt_tokens"] == 1
+
+
+def test_should_stop_ends_a_long_prefill_between_layers(tiny_model, tiny_tok):
+    # A batch of 32 long prompts: its prefill polls should_stop before every layer, and a
+    # True ends it there — no further layer runs and no decode step follows.
+    gen = importlib.import_module("llmos_jupyter.engine.generate")
+    prompts = [[5 + (i + j) % 200 for j in range(100)] for i in range(32)]
+    assert 32 * 100 >= gen.PREFILL_POLL_TOKENS
+    events: list[str] = []
+    hooks = [layer.register_forward_pre_hook(lambda m, a, i=i: events.append(f"layer {i}"))
+             for i, layer in enumerate(tiny_model.layers)]
+    real_decode = tiny_model.decode_step
+    try:
+        tiny_model.decode_step = lambda *a: events.append("decode") or real_decode(*a)
+
+        def should_stop() -> bool:
+            events.append("poll")
+            return events.count("poll") == 2  # True before the second layer
+
+        results = generate(tiny_model, tiny_tok, prompts, GREEDY, should_stop=should_stop)
+    finally:
+        del tiny_model.decode_step
+        for h in hooks:
+            h.remove()
+    assert events == ["layer 0", "poll", "layer 1", "poll"]  # stopped before layer 1 ran
+    assert [r.finish_reason for r in results] == ["cancelled"] * 32
+    assert all(r.token_ids == [] and r.usage["prompt_tokens"] == 100 for r in results)
+    # the hooks are gone and the model is usable: the same batch completes afterwards
+    again = generate(tiny_model, tiny_tok, prompts[:2], GREEDY.replace(max_tokens=3))
+    assert [len(r.token_ids) for r in again] == [3, 3]
+
+
+@pytest.mark.parametrize("shared", [0, 20])
+def test_chunked_prefill_equals_one_block(tiny_model, shared):
+    # The cancellable prefill runs positions a chunk at a time, each continuing the
+    # cache; every row's logits (its last token in any chunk) match the one-block prefill.
+    gen = importlib.import_module("llmos_jupyter.engine.generate")
+    prefix = [7 + j % 50 for j in range(shared)]
+    prompts = [prefix + [5 + (3 * i + j) % 200 for j in range(n)]
+               for i, n in enumerate([1, 9, 30, 31, 64, 17, 2, 45])]
+    with torch.inference_mode():
+        tiny_model.setup_caches(len(prompts), 128)
+        whole, _ = gen.prefill(tiny_model, prompts)
+        tiny_model.setup_caches(len(prompts), 128)
+        chunked, _ = gen.prefill(tiny_model, prompts, chunk=8)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)

@@ -42,6 +42,8 @@ def test_defaults_are_valid():
         ("stop", "###", "list of strings"),
         ("stop", ["ok", ""], "non-empty"),
         ("seed", 1.5, "integer"),
+        ("seed", 10**23, "[0, 2**63 - 1]"),  # torch said "Overflow when unpacking long long"
+        ("seed", -1, "[0, 2**63 - 1]"),
         ("ignore_eos", "yes", "True or False"),
     ],
 )
@@ -54,6 +56,7 @@ def test_bad_values_name_field_and_range(field, value, words):
 
 def test_edges_are_allowed():
     GenerationParams(temperature=0, top_p=1.0, min_p=1.0, top_k=1, seed=0).validate()
+    GenerationParams(seed=2**63 - 1).validate()
     GenerationParams(top_p=1e-9, repetition_penalty=0.5, stop=["a", "bc"]).validate()
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import llmos
 from llmos_jupyter.errors import ConfigError, DataError, NotFoundError
+from llmos_jupyter.runtime.services import services
 from tests.checkpoint_factory import write_tiny_gguf
 
 
@@ -128,3 +129,55 @@ def test_tokenize_reports_progress(tiny):
                                    progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (5, 5)
     assert info["n_documents"] == 5
+
+
+def test_limit_reads_only_the_rows_it_needs(tiny):
+    # `task run --limit 1` on 872k rows used to load all of them (13 s, 2.76 GB). Here the
+    # snapshot is broken after its second row: only a run that reads every row sees it.
+    llmos.tasks.add("short", {"inputs": ["text"], "prompt": "{text}", "chat": False,
+                              "params": {"max_tokens": 2, "temperature": 0}})
+    llmos.datasets.add("rows", [{"text": f"row {i}"} for i in range(50)])
+    snapshot = services().datasets.snapshot_path("rows")
+    lines = snapshot.read_text().splitlines(keepends=True)
+    snapshot.write_text("".join(lines[:2]) + "{not json\n" + "".join(lines[3:]))
+    run = llmos.run("short", data="rows", model="tiny", limit=2, background=False)
+    assert run.status == "succeeded" and run.record().total == 2
+    # The full run reads row 3 while recording its items: a clear error, and no run left.
+    before = len(llmos.runs.list())
+    with pytest.raises(DataError, match=r"data\.jsonl line 3: invalid JSON"):
+        llmos.run("short", data="rows", model="tiny", background=False)
+    assert len(llmos.runs.list()) == before
+    with pytest.raises(DataError, match="limit 0: a run over dataset 'rows' needs at least"):
+        llmos.run("short", data="rows", model="tiny", limit=0)
+
+
+def test_cancel_during_a_long_prefill_stops_before_the_next_layer(tiny):
+    # `runs cancel` used to wait for the batch's whole prefill (~20 s for 32 long prompts
+    # on the default model), then a decode step. The cancel is requested from inside the
+    # prefill (a pre-hook on the first layer, standing in for another process); the
+    # prefill polls before each layer, so at most one more layer starts.
+    llmos.tasks.add("long-prefill", {"inputs": ["text"], "prompt": "{text}", "chat": False,
+                                     "params": {"max_tokens": 50, "temperature": 0}})
+    llmos.datasets.add("long-rows", [{"text": f"row {i} " + "lorem ipsum dolor " * 12}
+                                     for i in range(32)])
+    store = services().runs
+    events: list[str] = []
+
+    def on_layer(module, args, i):
+        events.append(f"layer {i}")
+        if events.count("cancel") == 0:
+            (running,) = store.list(status="running")
+            store.cancel(running.id)
+            events.append("cancel")
+
+    hooks = [layer.register_forward_pre_hook(lambda m, a, i=i: on_layer(m, a, i))
+             for i, layer in enumerate(tiny.model.layers)]
+    try:
+        run = llmos.run("long-prefill", data="long-rows", model=tiny, background=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert events == ["layer 0", "cancel"], run.results()[0]  # no layer ran after the cancel
+    rec = run.record()
+    assert rec.status == "cancelled" and rec.done == 0 and rec.total == 32
+    assert len(services().runs.pending_items(rec.id)) == 32  # a resume would redo them all

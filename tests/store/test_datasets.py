@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 
@@ -125,3 +126,29 @@ def test_two_processes_add_datasets_concurrently(llmos_home, tmp_path):
     assert sorted(d.name for d in store.list()) == sorted(names) and len(names) == 2 * n
     assert store.rows("b-49")[2] == {"text": "b row 49 2", "j": 2}
     assert store.catalog.integrity_check() == "ok"
+
+
+def test_streamed_add_with_a_bad_row_late_leaves_nothing(datasets, tmp_path, llmos_home):
+    # The file is streamed into staging; row 5001 is bad (and nested past Python's
+    # recursion limit): a clear error, no dataset, no snapshot, no staging left.
+    src = tmp_path / "big.jsonl"
+    with open(src, "w") as f:
+        for i in range(5000):
+            f.write(json.dumps({"text": f"row {i}"}) + "\n")
+        f.write('{"text": ' + "[" * 50_000 + "]" * 50_000 + "}\n")
+    with pytest.raises(DataError, match=r"^big\.jsonl line 5001: JSON nested too deeply"):
+        datasets.add("big", src)
+    assert datasets.names() == []
+    assert not (llmos_home / "datasets" / "big").exists()
+    assert [p.name for p in (llmos_home / "tmp").iterdir()] == ["locks"]
+
+
+def test_streamed_add_matches_the_in_memory_add(datasets, tmp_path):
+    rows = [{"text": f"row {i}", "n": i, "maybe": None if i % 3 else "x"} for i in range(3000)]
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from_file = datasets.add("from-file", src)
+    from_list = datasets.add("from-list", rows)
+    assert from_file.sha256 == from_list.sha256 and from_file.rows == 3000
+    assert from_file.stats == from_list.stats and from_file.columns == ["text", "n", "maybe"]
+    assert list(itertools.islice(datasets.iter_rows("from-file"), 2)) == rows[:2]

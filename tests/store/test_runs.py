@@ -16,7 +16,13 @@ import pytest
 
 from llmos_jupyter.errors import LLMOSError, NotFoundError
 from llmos_jupyter.store.catalog import Catalog
-from llmos_jupyter.store.runs import ItemAlreadyRecordedError, RunStore, new_run_id
+from llmos_jupyter.store.runs import (
+    CREATING,
+    ITEM_CHUNK,
+    ItemAlreadyRecordedError,
+    RunStore,
+    new_run_id,
+)
 from tests.store import workers
 
 SPEC = {"name": "summarize", "prompt": "Summarize: {text}"}
@@ -237,3 +243,60 @@ def test_threads_share_one_catalog(runs):
     for t in threads:
         t.join()
     assert errors == [] and runs.get(rec.id).done == 40
+
+
+def count_transactions(catalog: Catalog) -> list[str]:
+    """Every BEGIN this thread's connection issues from now on (SQLite's own trace)."""
+    seen: list[str] = []
+    catalog.conn.set_trace_callback(lambda sql: seen.append(sql) if sql.startswith("BEGIN")
+                                    else None)
+    return seen
+
+
+def test_large_run_inserts_items_in_chunks(runs):
+    # Creating a run over 872k rows used to hold the write lock 5.7 s (busy timeout 10 s).
+    n = 2 * ITEM_CHUNK + 5
+    begins = count_transactions(runs.catalog)
+    rec = runs.create("summarize", SPEC, "m", None, "docs", None,
+                      ({"text": f"doc {i}"} for i in range(n)))  # a stream, never a list
+    runs.catalog.conn.set_trace_callback(None)
+    assert rec.total == n and rec.status == "queued" and rec.error is None
+    # The run row, three chunks of items, then the "created" mark: each its own transaction.
+    assert len(begins) == 1 + 3 + 1
+    assert len(runs.pending_items(rec.id)) == n
+    assert runs.start(rec.id).status == "running"
+
+
+def test_bad_item_midway_leaves_no_run_and_no_items(runs):
+    def items():
+        for i in range(ITEM_CHUNK + 10):
+            yield {"text": f"doc {i}"}
+        yield {"text": object()}
+
+    with pytest.raises(LLMOSError, match=f"run item {ITEM_CHUNK + 10}: inputs cannot be stored"):
+        runs.create("summarize", SPEC, "m", None, "docs", None, items())
+    assert runs.list() == []
+    assert runs.catalog.query_one("SELECT COUNT(*) FROM run_items")[0] == 0
+
+
+def test_run_of_a_killed_creator_is_removed(runs, llmos_home):
+    code = ("import sys; from tests.store.workers import create_run_forever; "
+            "create_run_forever(sys.argv[1], 2)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(llmos_home)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (rows := runs.list()) or rows[0].total < 2 * ITEM_CHUNK:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        creating = rows[0]
+        assert creating.error == CREATING and creating.status == "queued"
+        with pytest.raises(LLMOSError, match="still being created"):
+            runs.start(creating.id)
+        assert runs.mark_interrupted() == [] and len(runs.list()) == 1  # alive: left alone
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    fresh = RunStore(Catalog())  # opening the store clears what the dead creator left
+    assert fresh.list() == []
+    assert fresh.catalog.query_one("SELECT COUNT(*) FROM run_items")[0] == 0

@@ -8,6 +8,7 @@ from llmos_jupyter.errors import LLMOSError, NotFoundError, SpecError
 from llmos_jupyter.store.builtin_tasks import BUILTIN_TASKS
 from llmos_jupyter.store.catalog import Catalog
 from llmos_jupyter.store.tasks import TaskStore
+from llmos_jupyter.store.taskspec import parse_task_spec
 
 SPEC = """\
 name: shout  # comments survive
@@ -74,3 +75,39 @@ def test_bad_spec_is_not_stored(tasks):
 def test_not_found_suggests(tasks):
     with pytest.raises(NotFoundError, match="summarize"):
         tasks.get("sumarize")
+
+
+
+CALLS = """\
+name: {name}
+inputs: [text]
+steps:
+  - id: call
+    task: {callee}
+    inputs: {{text: "{{text}}"}}
+"""
+
+
+def test_call_cycle_refused_at_add_with_the_cycle_named(tasks):
+    tasks.add("a", CALLS.format(name="a", callee="summarize"))
+    tasks.add("b", CALLS.format(name="b", callee="a"))
+    with pytest.raises(SpecError) as e:  # a -> b -> a, made by changing a
+        tasks.add("a", CALLS.format(name="a", callee="b"))
+    assert str(e.value) == ("line 5, field steps.call.task: tasks would call each other in a "
+                            "cycle: a -> b -> a; a task cannot call itself, directly or "
+                            "through others")
+    assert "summarize" in tasks.get_yaml("a")  # the stored version is untouched
+    tasks.add("c", CALLS.format(name="c", callee="b"))
+    with pytest.raises(SpecError, match="cycle: a -> c -> b -> a;"):
+        tasks.add("a", CALLS.format(name="a", callee="c"))
+    assert "summarize" in tasks.get_yaml("a")
+
+
+def test_task_names_with_a_trailing_newline_are_refused(tasks):
+    with pytest.raises(LLMOSError, match=r"invalid task name 'ok\\n'"):
+        tasks.add("ok\n", SPEC)
+    with pytest.raises(SpecError, match=r"field name: 'ok\\n' is not a valid task name"):
+        parse_task_spec('name: "ok\\n"\ninputs: [text]\nprompt: "{text}"\n')
+    with pytest.raises(SpecError, match=r"'x\\n' is not a valid name"):
+        tasks.add("ok", 'name: ok\ninputs: ["x\\n"]\nprompt: "{text}"\n')
+    assert "ok" not in tasks.names()

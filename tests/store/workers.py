@@ -103,3 +103,19 @@ def import_model(home: str, name: str, path: str, barrier_path: str | None = Non
         return "ok"
     except LLMOSError as exc:
         return type(exc).__name__
+
+
+def create_run_forever(home: str, chunks_before_hanging: int) -> None:
+    """Create a run from a stream of items that stops coming after some chunks (the
+    process is killed meanwhile, as a user's Ctrl-C or the OOM killer would)."""
+    from llmos_jupyter.store.catalog import Catalog
+    from llmos_jupyter.store.runs import ITEM_CHUNK, RunStore
+
+    def items():
+        for i in range(chunks_before_hanging * ITEM_CHUNK):
+            yield {"text": f"row {i}"}
+        while True:
+            time.sleep(1)
+
+    RunStore(Catalog(Path(home))).create("summarize", {"name": "summarize", "prompt": "{text}"},
+                                         "m", None, "docs", None, items())
