@@ -32,7 +32,19 @@ from llmos_jupyter.engine.generate import KV_BUDGET_BYTES, GenerationResult, _pl
 from llmos_jupyter.engine.generate import _stream_decoder as stream_decoder
 from llmos_jupyter.engine.params import GenerationParams
 from llmos_jupyter.engine.sampling import make_generators, sample
-from llmos_jupyter.errors import PromptError
+from llmos_jupyter.errors import ConfigError, PromptError
+
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit on top_logprobs
+
+
+@dataclass
+class TokenLogprob:
+    """A sampled token's log-probability under the model (raw logits, before sampling
+    settings), and the `top` most likely tokens' as (id, logprob), most likely first."""
+
+    token: int
+    logprob: float
+    top: list[tuple[int, float]]
 
 
 @dataclass(eq=False)
@@ -52,6 +64,8 @@ class Sequence:
     generator: torch.Generator | None
     seen: torch.Tensor | None  # [1, prompt + max_new] ids for the repetition penalty
     counts: torch.Tensor | None = None  # [1, V] completion counts (presence/frequency)
+    top_logprobs: int | None = None  # None: no logprobs; k: the chosen token's and top k
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # one per sampled token
     cancelled: bool = False
     result: GenerationResult | None = None
     pieces: list[str] = field(default_factory=list)
@@ -94,14 +108,20 @@ class InflightBatch:
 
     # --- requests ---------------------------------------------------------------------
 
-    def add(self, prompt: list[int], params: GenerationParams) -> Sequence:
+    def add(self, prompt: list[int], params: GenerationParams,
+            top_logprobs: int | None = None) -> Sequence:
         """Queue one prompt (token ids) for generation; it joins the batch at the next step.
+        With top_logprobs=k (0 <= k <= 20) every sampled token records its logprob and the
+        k most likely tokens' (`Sequence.logprobs`).
 
         Raises ConfigError for invalid params, PromptError for an empty prompt, ids outside
         the vocabulary, a prompt the context cannot hold, or one larger than the whole
         cache budget.
         """
         params.validate()
+        if top_logprobs is not None and not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise ConfigError(f"top_logprobs={top_logprobs} must be between 0 and "
+                              f"{MAX_TOP_LOGPROBS}")
         prompt = [int(t) for t in prompt]
         max_new = _plan(self.model, [prompt], params)[0]
         if (len(prompt) + max_new) * self.per_token > self.kv_budget_bytes:
@@ -114,7 +134,7 @@ class InflightBatch:
             row=_Row(len(prompt), max_new, stream_decoder(self.tokenizer), params.stop),
             stop_ids=frozenset() if params.ignore_eos else frozenset(self.tokenizer.stop_ids),
             generator=None if params.greedy else make_generators(params.seed, 1)[0],
-            seen=None)
+            seen=None, top_logprobs=top_logprobs)
         if params.counts_tokens:
             seq.counts = torch.zeros(1, self.model.config.vocab_size)
         if params.repetition_penalty != 1.0:
@@ -221,6 +241,12 @@ class InflightBatch:
         token = int(sample(logits, seq.params, gens, seq.seen, seq.counts)[0])
         if seq.counts is not None:
             seq.counts[0, token] += 1
+        if seq.top_logprobs is not None:
+            lp = torch.log_softmax(logits[0].float(), dim=-1)  # (V,)
+            top = lp.topk(seq.top_logprobs) if seq.top_logprobs else None
+            seq.logprobs.append(TokenLogprob(token, float(lp[token]), [] if top is None else
+                                             list(zip(top.indices.tolist(), top.values.tolist(),
+                                                      strict=True))))
         return token
 
     def _take(self, seq: Sequence, token: int, out: list[tuple[Sequence, str]]) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmos_jupyter.engine.continuous import InflightBatch, Sequence
+from llmos_jupyter.engine.continuous import InflightBatch, Sequence, TokenLogprob
 from llmos_jupyter.engine.generate import GenerationResult
 from llmos_jupyter.engine.params import GenerationParams
 from llmos_jupyter.errors import LLMOSError
@@ -36,11 +36,13 @@ class QueueFullError(LLMOSError):
 
 @dataclass
 class Event:
-    """What a request's listener receives: a text piece, or (last) the whole result."""
+    """What a request's listener receives: a text piece, or (last) the whole result.
+    `logprobs` holds the tokens sampled since the previous event (when asked for)."""
 
     piece: str = ""
     result: GenerationResult | None = None
     error: BaseException | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 Listener = Callable[[Event], None]
@@ -55,6 +57,8 @@ class Request:
     prompt: list[int]
     params: GenerationParams
     listener: Listener
+    top_logprobs: int | None = None
+    logprobs_sent: int = 0  # how many of seq.logprobs earlier events carried
     submitted: float = field(default_factory=time.perf_counter)
     last_piece: float | None = None  # when the latest piece came (latency stats)
     seq: Sequence | None = None
@@ -133,11 +137,12 @@ class Scheduler:
             return len(self._inbox) + len(self._active)
 
     def submit(self, prompt: list[int], params: GenerationParams,
-               listener: Listener | None = None) -> Request:
+               listener: Listener | None = None, top_logprobs: int | None = None) -> Request:
         """Queue a generation; returns at once. Raises QueueFullError when the scheduler
-        is full, ConfigError / PromptError for bad settings or a prompt that cannot fit."""
+        is full, ConfigError / PromptError for bad settings or a prompt that cannot fit.
+        top_logprobs: see InflightBatch.add."""
         params.validate()
-        req = Request(self, list(prompt), params, listener or (lambda ev: None))
+        req = Request(self, list(prompt), params, listener or (lambda ev: None), top_logprobs)
         if listener is None:
             req._queue = queue.SimpleQueue()
             req.listener = req._queue.put
@@ -184,7 +189,7 @@ class Scheduler:
             new, self._inbox = self._inbox, []
         for req in new:
             try:
-                req.seq = self.batch.add(req.prompt, req.params)
+                req.seq = self.batch.add(req.prompt, req.params, req.top_logprobs)
             except Exception as e:  # a bad prompt fails that request alone
                 self._end(req, error=e)
                 continue
@@ -212,7 +217,7 @@ class Scheduler:
         for seq, piece in out:
             req = self._active[seq.id]
             self._record_latency(req, now)
-            req.listener(Event(piece=piece))
+            req.listener(Event(piece=piece, logprobs=self._new_logprobs(req)))
         for sid, req in list(self._active.items()):
             if req.seq is not None and req.seq.finished:
                 del self._active[sid]
@@ -228,11 +233,18 @@ class Scheduler:
         req.last_piece = now
 
     @staticmethod
-    def _end(req: Request, result: GenerationResult | None = None,
+    def _new_logprobs(req: Request) -> list[TokenLogprob]:
+        if req.seq is None or not req.seq.logprobs:
+            return []
+        new = req.seq.logprobs[req.logprobs_sent:]
+        req.logprobs_sent = len(req.seq.logprobs)
+        return new
+
+    def _end(self, req: Request, result: GenerationResult | None = None,
              error: BaseException | None = None) -> None:
         req.result, req.error = result, error
         req.done.set()
-        req.listener(Event(result=result, error=error))
+        req.listener(Event(result=result, error=error, logprobs=self._new_logprobs(req)))
 
 
 def _append(samples: list[float], value: float) -> None:

@@ -17,10 +17,9 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from llmos_jupyter.engine.generate import GenerationResult
 from llmos_jupyter.engine.params import GenerationParams
 from llmos_jupyter.errors import LLMOSError, NotFoundError
-from llmos_jupyter.runtime.scheduler import QueueFullError, Request, Scheduler
+from llmos_jupyter.runtime.scheduler import Event, QueueFullError, Request, Scheduler
 from llmos_jupyter.runtime.serving import Serving
 from llmos_jupyter.server.protocol import APIError
 
@@ -126,11 +125,13 @@ class LLMOSHandler:
 
     async def generate(
         self, scheduler: Scheduler, prompts: list[list[int]], params: list[GenerationParams],
-        on_piece: Callable[[int, str], Awaitable[None]] | None = None,
-    ) -> list[GenerationResult]:
+        on_piece: Callable[[int, Event], Awaitable[None]] | None = None,
+        top_logprobs: int | None = None,
+    ) -> list[Request]:
         """Run prompts[i] with params[i] through the scheduler as choices 0..n-1; await
-        on_piece(i, text) for each piece; return the results. A client that leaves
-        cancels every choice (its rows are freed at the next step)."""
+        on_piece(i, event) for each text piece; return the finished requests (`.result`,
+        `.seq.logprobs`). A client that leaves cancels every choice (its rows are freed at
+        the next step)."""
         context = scheduler.loaded.config.max_seq_len
         for ids in prompts:
             if len(ids) >= context:
@@ -143,11 +144,11 @@ class LLMOSHandler:
         try:
             for i, (p, prm) in enumerate(zip(prompts, params, strict=True)):
                 self._inflight.append(scheduler.submit(
-                    p, prm, lambda ev, i=i: loop.call_soon_threadsafe(events.put_nowait, (i, ev))))
+                    p, prm, lambda ev, i=i: loop.call_soon_threadsafe(events.put_nowait, (i, ev)),
+                    top_logprobs))
         except BaseException:
             self._cancel_inflight()
             raise
-        results: list[GenerationResult | None] = [None] * len(prompts)
         pending = len(prompts)
         try:
             while pending:
@@ -155,14 +156,13 @@ class LLMOSHandler:
                 if ev.error is not None:
                     raise ev.error
                 if ev.result is not None:
-                    results[i] = ev.result
                     pending -= 1
-                elif on_piece is not None:
-                    await on_piece(i, ev.piece)
+                if on_piece is not None and (ev.piece or ev.logprobs):
+                    await on_piece(i, ev)
         except BaseException:
             self._cancel_inflight()
             raise
-        return results  # type: ignore[return-value]
+        return list(self._inflight)
 
     def _cancel_inflight(self) -> None:
         for req in getattr(self, "_inflight", []):

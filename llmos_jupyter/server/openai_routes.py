@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos_jupyter.engine.generate import GenerationResult
+from llmos_jupyter.engine.continuous import TokenLogprob
 from llmos_jupyter.engine.params import GenerationParams
+from llmos_jupyter.runtime.scheduler import Event, Request
 from llmos_jupyter.runtime.services import services
 from llmos_jupyter.server import protocol as p
 from llmos_jupyter.server.base import LLMOSHandler
@@ -43,34 +44,44 @@ class ChatCompletionsHandler(LLMOSHandler):
         loaded = scheduler.loaded
         ids = await self.in_thread(loaded.encode_chat, req.messages)
         params = loaded.params(req.sampling.overrides())
-        n = req.sampling.n
+        n, top = req.sampling.n, req.sampling.top_logprobs
+        tb = loaded.tokenizer.token_bytes
+        logprobs = None if top is None else (lambda entries: p.chat_logprobs(entries, tb))
         rid, created = p.new_id("chatcmpl"), p.now()
         if not req.sampling.stream:
-            results = await self.generate(scheduler, [ids] * n, choice_params(params, n))
+            done = await self.generate(scheduler, [ids] * n, choice_params(params, n),
+                                       top_logprobs=top)
             self.send_json({
                 "id": rid, "object": "chat.completion", "created": created,
                 "model": req.model, "system_fingerprint": None,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": r.text},
-                             "logprobs": None, "finish_reason": p.finish_reason(r.finish_reason)}
-                            for i, r in enumerate(results)],
-                "usage": _usage(len(ids), results)})
+                "choices": [{"index": i, "message": {"role": "assistant",
+                                                     "content": r.result.text},
+                             "logprobs": logprobs and logprobs(_text_logprobs(r)),
+                             "finish_reason": p.finish_reason(r.result.finish_reason)}
+                            for i, r in enumerate(done)],
+                "usage": _usage(len(ids), done)})
             return
         self.sse_start()
         for i in range(n):
             await self.sse_send(p.chat_chunk(rid, req.model, created, i,
                                              {"role": "assistant", "content": ""}))
 
-        async def piece(i: int, text: str) -> None:
-            await self.sse_send(p.chat_chunk(rid, req.model, created, i, {"content": text}))
+        async def piece(i: int, ev: Event) -> None:
+            entries = _text_logprobs(self._inflight[i], ev.logprobs, ev.result is not None)
+            if not ev.piece and not entries:
+                return
+            await self.sse_send(p.chat_chunk(rid, req.model, created, i,
+                                             {"content": ev.piece} if ev.piece else {},
+                                             logprobs=logprobs and logprobs(entries)))
 
-        results = await self.generate(scheduler, [ids] * n, choice_params(params, n), piece)
-        for i, r in enumerate(results):
+        done = await self.generate(scheduler, [ids] * n, choice_params(params, n), piece, top)
+        for i, r in enumerate(done):
             await self.sse_send(p.chat_chunk(rid, req.model, created, i, {},
-                                             p.finish_reason(r.finish_reason)))
+                                             p.finish_reason(r.result.finish_reason)))
         if req.sampling.include_usage:
             await self.sse_send({"id": rid, "object": "chat.completion.chunk",
                                  "created": created, "model": req.model, "choices": [],
-                                 "usage": _usage(len(ids), results)})
+                                 "usage": _usage(len(ids), done)})
         await self.sse_send("[DONE]")
         self.finish()
 
@@ -87,38 +98,62 @@ class CompletionsHandler(LLMOSHandler):
         # Choice index = prompt index * n + j, as OpenAI numbers them.
         prompts = [ids for ids in encoded for _ in range(req.sampling.n)]
         all_params = params * len(encoded)
-        n_prompt = sum(len(ids) for ids in prompts)
+        n_prompt = sum(len(ids) for ids in encoded)
+        top, tb = req.sampling.top_logprobs, loaded.tokenizer.token_bytes
         rid, created = p.new_id("cmpl"), p.now()
         if not req.sampling.stream:
-            results = await self.generate(scheduler, prompts, all_params)
+            done = await self.generate(scheduler, prompts, all_params, top_logprobs=top)
             self.send_json({
                 "id": rid, "object": "text_completion", "created": created, "model": req.model,
-                "choices": [{"index": i, "text": r.text, "logprobs": None,
-                             "finish_reason": p.finish_reason(r.finish_reason)}
-                            for i, r in enumerate(results)],
-                "usage": _usage(n_prompt, results)})
+                "choices": [{"index": i, "text": r.result.text,
+                             "logprobs": None if top is None else
+                             p.completion_logprobs(_text_logprobs(r), tb),
+                             "finish_reason": p.finish_reason(r.result.finish_reason)}
+                            for i, r in enumerate(done)],
+                "usage": _usage(n_prompt, done)})
             return
         self.sse_start()
+        offsets = [0] * len(prompts)
 
-        async def piece(i: int, text: str) -> None:
-            await self.sse_send(p.completion_chunk(rid, req.model, created, i, text))
+        async def piece(i: int, ev: Event) -> None:
+            entries = _text_logprobs(self._inflight[i], ev.logprobs, ev.result is not None)
+            if not ev.piece and not entries:
+                return
+            lp = None
+            if top is not None:
+                lp = p.completion_logprobs(entries, tb, offsets[i])
+                offsets[i] += sum(len(t) for t in lp["tokens"])
+            await self.sse_send(p.completion_chunk(rid, req.model, created, i, ev.piece,
+                                                   logprobs=lp))
 
-        results = await self.generate(scheduler, prompts, all_params, piece)
-        for i, r in enumerate(results):
+        done = await self.generate(scheduler, prompts, all_params, piece, top)
+        for i, r in enumerate(done):
             await self.sse_send(p.completion_chunk(rid, req.model, created, i, "",
-                                                   p.finish_reason(r.finish_reason)))
+                                                   p.finish_reason(r.result.finish_reason)))
         if req.sampling.include_usage:
             await self.sse_send({"id": rid, "object": "text_completion", "created": created,
                                  "model": req.model, "choices": [],
-                                 "usage": _usage(n_prompt, results)})
+                                 "usage": _usage(n_prompt, done)})
         await self.sse_send("[DONE]")
         self.finish()
 
 
-def _usage(prompt_tokens: int, results: list[GenerationResult]) -> dict[str, Any]:
-    """Usage as OpenAI counts it: the prompt once (chat) or every prompt (completions),
-    plus every choice's completion tokens."""
-    return p.usage(prompt_tokens, sum(len(r.token_ids) for r in results))
+def _text_logprobs(req: Request, entries: list[TokenLogprob] | None = None,
+                   last: bool = True) -> list[TokenLogprob]:
+    """The logprobs of the tokens that make the answer (all of req's, or `entries`, the
+    latest of them): a final stop token, which adds no text, is left out."""
+    if entries is None:
+        entries = req.seq.logprobs if req.seq is not None else []
+    if (last and entries and req.result is not None and req.result.finish_reason == "stop"
+            and entries[-1].token in req.seq.stop_ids):
+        return entries[:-1]
+    return entries
+
+
+def _usage(prompt_tokens: int, done: list[Request]) -> dict[str, Any]:
+    """Usage as OpenAI counts it: the prompt once (chat) or each distinct prompt
+    (completions), plus every choice's completion tokens."""
+    return p.usage(prompt_tokens, sum(len(r.result.token_ids) for r in done))
 
 
 def _epoch(iso: str | None) -> int:

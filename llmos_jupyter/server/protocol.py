@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from llmos_jupyter.errors import LLMOSError
 
 MAX_N = 16  # choices per request: each is a row of the batch
 MAX_STOP = 4  # OpenAI's limit on stop strings
+MAX_TOP_LOGPROBS = 20  # chat's top_logprobs
+MAX_COMPLETION_LOGPROBS = 5  # completions' logprobs
 
 
 class APIError(LLMOSError):
@@ -82,6 +85,7 @@ class Sampling:
     ignore_eos: bool = False  # vLLM's extra field: generate max_tokens whatever comes
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    top_logprobs: int | None = None  # None: no logprobs; k: each token's and the top k
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Sampling:
@@ -110,6 +114,18 @@ class Sampling:
             presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
             frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
         )
+
+    def read_chat_logprobs(self, body: dict[str, Any]) -> None:
+        """Chat's `logprobs: bool` + `top_logprobs: 0..20` (which needs logprobs)."""
+        top = _count(body, "top_logprobs", 0, MAX_TOP_LOGPROBS)
+        if _get(body, "logprobs", (bool,), False):
+            self.top_logprobs = top or 0
+        elif top is not None:
+            raise APIError(400, "'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+
+    def read_completion_logprobs(self, body: dict[str, Any]) -> None:
+        """Completions' `logprobs: 0..5` (the number of top tokens per position)."""
+        self.top_logprobs = _count(body, "logprobs", 0, MAX_COMPLETION_LOGPROBS)
 
     def overrides(self) -> dict[str, Any]:
         """The settings to lay over the model's (preset's) defaults; None = keep default."""
@@ -140,8 +156,9 @@ class ChatRequest:
         if not messages:
             raise APIError(400, "'messages' must be a non-empty list of "
                            "{role, content} objects", param="messages")
-        return cls(model, [_message(m, i) for i, m in enumerate(messages)],
-                   Sampling.parse(body))
+        sampling = Sampling.parse(body)
+        sampling.read_chat_logprobs(body)
+        return cls(model, [_message(m, i) for i, m in enumerate(messages)], sampling)
 
 
 @dataclass
@@ -163,6 +180,7 @@ class CompletionRequest:
             raise APIError(400, "'prompt' must be a non-empty string or a list of them",
                            param="prompt")
         sampling = Sampling.parse(body)
+        sampling.read_completion_logprobs(body)
         if len(prompts) * sampling.n > MAX_N:
             raise APIError(400, f"at most {MAX_N} completions per request "
                            f"(prompts x n = {len(prompts) * sampling.n})", param="n")
@@ -217,19 +235,59 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def chat_chunk(rid: str, model: str, created: int, index: int, delta: dict[str, Any],
-               finish_reason: str | None = None) -> dict[str, Any]:
+               finish_reason: str | None = None,
+               logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
     """One `chat.completion.chunk` of a stream."""
     return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": index, "delta": delta, "logprobs": None,
+            "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
                          "finish_reason": finish_reason}]}
 
 
 def completion_chunk(rid: str, model: str, created: int, index: int, text: str,
-                     finish_reason: str | None = None) -> dict[str, Any]:
+                     finish_reason: str | None = None,
+                     logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
     """One streamed `text_completion` object."""
     return {"id": rid, "object": "text_completion", "created": created, "model": model,
-            "choices": [{"index": index, "text": text, "logprobs": None,
+            "choices": [{"index": index, "text": text, "logprobs": logprobs,
                          "finish_reason": finish_reason}]}
+
+
+TokenBytes = Callable[[int], bytes]
+
+
+def _token(token_bytes: TokenBytes, token: int) -> tuple[str, list[int]]:
+    raw = token_bytes(token)
+    return raw.decode("utf-8", errors="replace"), list(raw)
+
+
+def chat_logprobs(entries: list[Any], token_bytes: TokenBytes) -> dict[str, Any]:
+    """Chat's `logprobs` object for TokenLogprob entries: {"content": [...]}."""
+    content = []
+    for e in entries:
+        text, raw = _token(token_bytes, e.token)
+        top = []
+        for tid, lp in e.top:
+            t_text, t_raw = _token(token_bytes, tid)
+            top.append({"token": t_text, "logprob": lp, "bytes": t_raw})
+        content.append({"token": text, "logprob": e.logprob, "bytes": raw,
+                        "top_logprobs": top})
+    return {"content": content}
+
+
+def completion_logprobs(entries: list[Any], token_bytes: TokenBytes,
+                        offset: int = 0) -> dict[str, Any]:
+    """Completions' `logprobs` object: tokens, token_logprobs, top_logprobs, text_offset
+    (offsets count characters from `offset`)."""
+    out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [],
+                           "text_offset": []}
+    for e in entries:
+        text, _ = _token(token_bytes, e.token)
+        out["tokens"].append(text)
+        out["token_logprobs"].append(e.logprob)
+        out["top_logprobs"].append({_token(token_bytes, t)[0]: lp for t, lp in e.top})
+        out["text_offset"].append(offset)
+        offset += len(text)
+    return out
 
 
 def finish_reason(ours: str) -> str:

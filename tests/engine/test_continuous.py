@@ -164,3 +164,29 @@ def test_prefill_budget_spreads_newcomers_over_steps(tiny_model, tiny_tok):
     drain(batch)
     for seq, p in zip(seqs, ps, strict=True):
         assert seq.result.token_ids == solo(tiny_model, tiny_tok, p, GREEDY).token_ids
+
+
+def test_logprobs_are_the_models_log_softmax(tiny_model, tiny_tok):
+    import torch
+
+    p = prompts(2)[1]
+    batch = InflightBatch(tiny_model, tiny_tok)
+    seq = batch.add(p, GREEDY.replace(max_tokens=5), top_logprobs=3)
+    plain = batch.add(p, GREEDY.replace(max_tokens=5))
+    drain(batch)
+    assert plain.logprobs == [] and len(seq.logprobs) == 5
+    ids = list(p)
+    for entry, token in zip(seq.logprobs, seq.result.token_ids, strict=True):
+        with torch.inference_mode():
+            ref = torch.log_softmax(tiny_model.forward(torch.tensor([ids]))[0, -1].float(), -1)
+        assert entry.token == token == entry.top[0][0]  # greedy: the top token
+        assert abs(entry.logprob - float(ref[token])) < 1e-4
+        assert [t for t, _ in entry.top] == ref.topk(3).indices.tolist()
+        ids.append(token)
+
+
+def test_top_logprobs_out_of_range_is_refused(tiny_model, tiny_tok):
+    from llmos_jupyter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="between 0 and 20"):
+        InflightBatch(tiny_model, tiny_tok).add(prompts(1)[0], GREEDY, top_logprobs=21)

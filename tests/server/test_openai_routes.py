@@ -95,3 +95,37 @@ def test_preset_system_prompt_and_defaults_apply(client, in_process, store_home)
         assert r.usage.completion_tokens <= 5
     finally:
         llmos.rm("terse-test")
+
+
+def test_chat_logprobs(client, in_process):
+    want = in_process.chat(QUESTION, max_tokens=12, temperature=0).text
+    r = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=12,
+                                       temperature=0, logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert "".join(c.token for c in content) == r.choices[0].message.content == want
+    for c in content:
+        assert c.logprob <= 0 and len(c.top_logprobs) == 2
+        assert c.top_logprobs[0].token == c.token  # greedy picks the most likely
+        assert bytes(c.bytes).decode("utf-8", errors="replace") == c.token
+    streamed = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=12, temperature=0, logprobs=True,
+        stream=True)
+    tokens = [c.token for ch in streamed if ch.choices and ch.choices[0].logprobs
+              for c in ch.choices[0].logprobs.content]
+    assert "".join(tokens) == want
+
+
+def test_completion_logprobs(client):
+    r = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                  max_tokens=6, temperature=0, logprobs=3)
+    lp = r.choices[0].logprobs
+    assert "".join(lp.tokens) == r.choices[0].text
+    assert len(lp.token_logprobs) == len(lp.tokens) == len(lp.top_logprobs)
+    assert all(len(top) == 3 for top in lp.top_logprobs)
+    assert lp.text_offset[0] == 0
+
+
+def test_top_logprobs_needs_logprobs(client):
+    with pytest.raises(openai.BadRequestError, match="needs 'logprobs'"):
+        client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=2,
+                                       top_logprobs=2)
