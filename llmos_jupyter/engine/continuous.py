@@ -30,11 +30,13 @@ import torch
 
 from llmos_jupyter.engine.generate import KV_BUDGET_BYTES, GenerationResult, _plan, _Row
 from llmos_jupyter.engine.generate import _stream_decoder as stream_decoder
+from llmos_jupyter.engine.json_constraint import JsonConstraint, vocabulary_bytes
 from llmos_jupyter.engine.params import GenerationParams
 from llmos_jupyter.engine.sampling import make_generators, sample
 from llmos_jupyter.errors import ConfigError, PromptError
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit on top_logprobs
+MAX_REJECTIONS = 32  # JSON-constrained draws before taking the most likely valid token
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Sequence:
     seen: torch.Tensor | None  # [1, prompt + max_new] ids for the repetition penalty
     counts: torch.Tensor | None = None  # [1, V] completion counts (presence/frequency)
     top_logprobs: int | None = None  # None: no logprobs; k: the chosen token's and top k
+    constraint: JsonConstraint | None = None  # the text must stay a JSON object prefix
     logprobs: list[TokenLogprob] = field(default_factory=list)  # one per sampled token
     cancelled: bool = False
     result: GenerationResult | None = None
@@ -109,10 +112,11 @@ class InflightBatch:
     # --- requests ---------------------------------------------------------------------
 
     def add(self, prompt: list[int], params: GenerationParams,
-            top_logprobs: int | None = None) -> Sequence:
+            top_logprobs: int | None = None, json_object: bool = False) -> Sequence:
         """Queue one prompt (token ids) for generation; it joins the batch at the next step.
         With top_logprobs=k (0 <= k <= 20) every sampled token records its logprob and the
-        k most likely tokens' (`Sequence.logprobs`).
+        k most likely tokens' (`Sequence.logprobs`). With json_object=True the answer is
+        constrained to a JSON object and ends when the object closes (engine.json_constraint).
 
         Raises ConfigError for invalid params, PromptError for an empty prompt, ids outside
         the vocabulary, a prompt the context cannot hold, or one larger than the whole
@@ -134,7 +138,8 @@ class InflightBatch:
             row=_Row(len(prompt), max_new, stream_decoder(self.tokenizer), params.stop),
             stop_ids=frozenset() if params.ignore_eos else frozenset(self.tokenizer.stop_ids),
             generator=None if params.greedy else make_generators(params.seed, 1)[0],
-            seen=None, top_logprobs=top_logprobs)
+            seen=None, top_logprobs=top_logprobs,
+            constraint=JsonConstraint(vocabulary_bytes(self.tokenizer)) if json_object else None)
         if params.counts_tokens:
             seq.counts = torch.zeros(1, self.model.config.vocab_size)
         if params.repetition_penalty != 1.0:
@@ -237,8 +242,7 @@ class InflightBatch:
             self._take(seq, self._sample(seq, logits[i:i + 1]), out)
 
     def _sample(self, seq: Sequence, logits: torch.Tensor) -> int:
-        gens = None if seq.generator is None else [seq.generator]
-        token = int(sample(logits, seq.params, gens, seq.seen, seq.counts)[0])
+        token = self._draw(seq, logits)
         if seq.counts is not None:
             seq.counts[0, token] += 1
         if seq.top_logprobs is not None:
@@ -249,11 +253,31 @@ class InflightBatch:
                                                       strict=True))))
         return token
 
+    def _draw(self, seq: Sequence, logits: torch.Tensor) -> int:
+        """Sample seq's next token; under a JSON constraint, a token that would break the
+        JSON is masked and the draw repeated (the model's distribution restricted to the
+        valid tokens), and after MAX_REJECTIONS the most likely valid token is taken."""
+        gens = None if seq.generator is None else [seq.generator]
+        if seq.constraint is None:
+            return int(sample(logits, seq.params, gens, seq.seen, seq.counts)[0])
+        logits = logits.clone()
+        for _ in range(MAX_REJECTIONS):
+            token = int(sample(logits, seq.params, gens, seq.seen, seq.counts)[0])
+            if seq.constraint.allows(token):
+                return token
+            logits[0, token] = float("-inf")
+        order = logits[0].argsort(descending=True).tolist()
+        return next(t for t in order if seq.constraint.allows(t))
+
     def _take(self, seq: Sequence, token: int, out: list[tuple[Sequence, str]]) -> None:
         """Give `seq` its sampled token; emit its text; finish it when it ends."""
         if seq.seen is not None:
             seq.seen[0, len(seq.prompt) + len(seq.row.token_ids)] = token
         piece = seq.row.push(token, seq.stop_ids)
+        if seq.constraint is not None:
+            seq.constraint.take(token)
+            if seq.constraint.done and seq.row.finish_reason is None:
+                piece += seq.row.finish("stop")  # the object is closed: nothing may follow
         if piece:
             seq.pieces.append(piece)
             out.append((seq, piece))

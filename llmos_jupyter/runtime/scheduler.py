@@ -58,6 +58,7 @@ class Request:
     params: GenerationParams
     listener: Listener
     top_logprobs: int | None = None
+    json_object: bool = False
     logprobs_sent: int = 0  # how many of seq.logprobs earlier events carried
     submitted: float = field(default_factory=time.perf_counter)
     last_piece: float | None = None  # when the latest piece came (latency stats)
@@ -137,12 +138,14 @@ class Scheduler:
             return len(self._inbox) + len(self._active)
 
     def submit(self, prompt: list[int], params: GenerationParams,
-               listener: Listener | None = None, top_logprobs: int | None = None) -> Request:
+               listener: Listener | None = None, top_logprobs: int | None = None,
+               json_object: bool = False) -> Request:
         """Queue a generation; returns at once. Raises QueueFullError when the scheduler
         is full, ConfigError / PromptError for bad settings or a prompt that cannot fit.
-        top_logprobs: see InflightBatch.add."""
+        top_logprobs, json_object: see InflightBatch.add."""
         params.validate()
-        req = Request(self, list(prompt), params, listener or (lambda ev: None), top_logprobs)
+        req = Request(self, list(prompt), params, listener or (lambda ev: None), top_logprobs,
+                      json_object)
         if listener is None:
             req._queue = queue.SimpleQueue()
             req.listener = req._queue.put
@@ -189,7 +192,8 @@ class Scheduler:
             new, self._inbox = self._inbox, []
         for req in new:
             try:
-                req.seq = self.batch.add(req.prompt, req.params, req.top_logprobs)
+                req.seq = self.batch.add(req.prompt, req.params, req.top_logprobs,
+                                         req.json_object)
             except Exception as e:  # a bad prompt fails that request alone
                 self._end(req, error=e)
                 continue

@@ -126,7 +126,7 @@ class LLMOSHandler:
     async def generate(
         self, scheduler: Scheduler, prompts: list[list[int]], params: list[GenerationParams],
         on_piece: Callable[[int, Event], Awaitable[None]] | None = None,
-        top_logprobs: int | None = None,
+        top_logprobs: int | None = None, json_object: bool = False,
     ) -> list[Request]:
         """Run prompts[i] with params[i] through the scheduler as choices 0..n-1; await
         on_piece(i, event) for each text piece; return the finished requests (`.result`,
@@ -145,7 +145,7 @@ class LLMOSHandler:
             for i, (p, prm) in enumerate(zip(prompts, params, strict=True)):
                 self._inflight.append(scheduler.submit(
                     p, prm, lambda ev, i=i: loop.call_soon_threadsafe(events.put_nowait, (i, ev)),
-                    top_logprobs))
+                    top_logprobs, json_object))
         except BaseException:
             self._cancel_inflight()
             raise

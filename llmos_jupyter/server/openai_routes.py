@@ -7,6 +7,7 @@ of a completion request) is one row of the model's continuous batch.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from llmos_jupyter.engine.continuous import TokenLogprob
@@ -15,6 +16,8 @@ from llmos_jupyter.runtime.scheduler import Event, Request
 from llmos_jupyter.runtime.services import services
 from llmos_jupyter.server import protocol as p
 from llmos_jupyter.server.base import LLMOSHandler
+from llmos_jupyter.server.json_schema import schema_errors
+from llmos_jupyter.server.protocol import APIError
 
 
 def choice_params(base: GenerationParams, n: int) -> list[GenerationParams]:
@@ -48,9 +51,12 @@ class ChatCompletionsHandler(LLMOSHandler):
         tb = loaded.tokenizer.token_bytes
         logprobs = None if top is None else (lambda entries: p.chat_logprobs(entries, tb))
         rid, created = p.new_id("chatcmpl"), p.now()
+        fmt = req.sampling
         if not req.sampling.stream:
             done = await self.generate(scheduler, [ids] * n, choice_params(params, n),
-                                       top_logprobs=top)
+                                       top_logprobs=top, json_object=fmt.json_object)
+            if fmt.json_schema is not None:
+                check_schema(done, fmt.json_schema)
             self.send_json({
                 "id": rid, "object": "chat.completion", "created": created,
                 "model": req.model, "system_fingerprint": None,
@@ -74,7 +80,8 @@ class ChatCompletionsHandler(LLMOSHandler):
                                              {"content": ev.piece} if ev.piece else {},
                                              logprobs=logprobs and logprobs(entries)))
 
-        done = await self.generate(scheduler, [ids] * n, choice_params(params, n), piece, top)
+        done = await self.generate(scheduler, [ids] * n, choice_params(params, n), piece, top,
+                                   fmt.json_object)
         for i, r in enumerate(done):
             await self.sse_send(p.chat_chunk(rid, req.model, created, i, {},
                                              p.finish_reason(r.result.finish_reason)))
@@ -101,8 +108,12 @@ class CompletionsHandler(LLMOSHandler):
         n_prompt = sum(len(ids) for ids in encoded)
         top, tb = req.sampling.top_logprobs, loaded.tokenizer.token_bytes
         rid, created = p.new_id("cmpl"), p.now()
+        json_object = req.sampling.json_object
         if not req.sampling.stream:
-            done = await self.generate(scheduler, prompts, all_params, top_logprobs=top)
+            done = await self.generate(scheduler, prompts, all_params, top_logprobs=top,
+                                       json_object=json_object)
+            if req.sampling.json_schema is not None:
+                check_schema(done, req.sampling.json_schema)
             self.send_json({
                 "id": rid, "object": "text_completion", "created": created, "model": req.model,
                 "choices": [{"index": i, "text": r.result.text,
@@ -126,7 +137,7 @@ class CompletionsHandler(LLMOSHandler):
             await self.sse_send(p.completion_chunk(rid, req.model, created, i, ev.piece,
                                                    logprobs=lp))
 
-        done = await self.generate(scheduler, prompts, all_params, piece, top)
+        done = await self.generate(scheduler, prompts, all_params, piece, top, json_object)
         for i, r in enumerate(done):
             await self.sse_send(p.completion_chunk(rid, req.model, created, i, "",
                                                    p.finish_reason(r.result.finish_reason)))
@@ -136,6 +147,19 @@ class CompletionsHandler(LLMOSHandler):
                                  "usage": _usage(n_prompt, done)})
         await self.sse_send("[DONE]")
         self.finish()
+
+
+def check_schema(done: list[Request], schema: dict[str, Any]) -> None:
+    """APIError 422 naming the first problem when a complete answer misses the schema
+    (constrained decoding guarantees the JSON; the schema's shape is checked after)."""
+    for i, r in enumerate(done):
+        if r.result.finish_reason != "stop":
+            continue  # cut by max_tokens: the client sees finish_reason "length"
+        problems = schema_errors(json.loads(r.result.text), schema)
+        if problems:
+            raise APIError(422, f"choice {i}: the model's JSON does not match the schema: "
+                           f"{'; '.join(problems[:5])}; answer: {r.result.text[:200]!r}",
+                           param="response_format", code="schema_mismatch")
 
 
 def _text_logprobs(req: Request, entries: list[TokenLogprob] | None = None,

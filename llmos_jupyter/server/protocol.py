@@ -86,6 +86,8 @@ class Sampling:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     top_logprobs: int | None = None  # None: no logprobs; k: each token's and the top k
+    json_object: bool = False  # response_format json_object / json_schema: constrained
+    json_schema: dict[str, Any] | None = None  # json_schema: the shape answers must have
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Sampling:
@@ -113,6 +115,7 @@ class Sampling:
             ignore_eos=bool(_get(body, "ignore_eos", (bool,), False)),
             presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
             frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
+            **_response_format(body),
         )
 
     def read_chat_logprobs(self, body: dict[str, Any]) -> None:
@@ -137,6 +140,30 @@ class Sampling:
                 "ignore_eos": self.ignore_eos or None,
                 "presence_penalty": self.presence_penalty,
                 "frequency_penalty": self.frequency_penalty}
+
+
+def _response_format(body: dict[str, Any]) -> dict[str, Any]:
+    """response_format: {"type": "text" | "json_object" | "json_schema", "json_schema":
+    {"name", "schema", "strict"}} as Sampling fields."""
+    fmt = _get(body, "response_format", (dict,), {"type": "text"})
+    kind = fmt.get("type", "text")
+    if kind == "text":
+        return {}
+    if kind == "json_object":
+        return {"json_object": True}
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise APIError(400, "response_format json_schema needs "
+                           '{"json_schema": {"name": ..., "schema": {...}}}',
+                           param="response_format")
+        if schema.get("type", "object") != "object":
+            raise APIError(400, "response_format json_schema: the top-level schema must "
+                           "describe an object", param="response_format")
+        return {"json_object": True, "json_schema": schema}
+    raise APIError(400, f"response_format type {kind!r} is not one of text, json_object, "
+                   "json_schema", param="response_format")
 
 
 @dataclass

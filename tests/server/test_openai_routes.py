@@ -129,3 +129,31 @@ def test_top_logprobs_needs_logprobs(client):
     with pytest.raises(openai.BadRequestError, match="needs 'logprobs'"):
         client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=2,
                                        top_logprobs=2)
+
+
+def test_json_object_response_format(client):
+    import json
+
+    r = client.chat.completions.create(
+        model=MODEL, max_tokens=64, temperature=0, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "Give a JSON object with a city and its country."}])
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+
+
+def test_json_schema_checks_the_shape(client):
+    import json
+
+    ask = [{"role": "user", "content": "Describe Paris as JSON."}]
+    r = client.chat.completions.create(
+        model=MODEL, max_tokens=64, temperature=0, messages=ask,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "any", "schema": {"type": "object"}}})
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+    impossible = {"type": "object", "required": ["zz_never_written"],
+                  "additionalProperties": False, "properties": {"zz_never_written": {}}}
+    with pytest.raises(openai.UnprocessableEntityError, match="missing required key"):
+        client.chat.completions.create(
+            model=MODEL, max_tokens=64, temperature=0, messages=ask,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "x", "schema": impossible}})
