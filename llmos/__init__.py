@@ -18,7 +18,7 @@ _API_NAMES = [
 ]
 
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", "widgets",
-           *_API_NAMES]
+           "Client", *_API_NAMES]
 
 
 def __getattr__(name: str) -> Any:
@@ -26,6 +26,10 @@ def __getattr__(name: str) -> Any:
         from llmos_jupyter import api
 
         return getattr(api, name)
+    if name == "Client":  # the HTTP client: no torch, so it is importable anywhere
+        from llmos_jupyter.client import Client
+
+        return Client
     if name == "widgets":
         from llmos_jupyter import widgets
 

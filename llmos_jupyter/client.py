@@ -1,0 +1,164 @@
+"""`llmos.Client`: the LLMOS server from Python, with the in-process API's names.
+
+A thin HTTP client (standard library only: no torch, no third-party packages), for a
+script on another machine or a process that should not load models itself:
+
+    client = llmos.Client("http://127.0.0.1:8765", api_key="KEY")
+    client.models.list()
+    client.chat("smollm2-135m-instruct", [{"role": "user", "content": "Hi!"}]).text
+    for piece in client.generate("smollm2-135m-instruct", "Once upon a time", stream=True):
+        print(piece, end="")
+    client.invoke("summarize", text="...").output
+
+Inside Jupyter the routes live under {base_url}llmos/: pass that as the base URL and the
+server's token as api_key. Errors are `ClientError`s carrying the server's status and
+message.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmos_jupyter.errors import LLMOSError
+
+
+class ClientError(LLMOSError):
+    """The server answered with an error: `status`, `code` and its message."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status, self.code = status, code
+
+
+@dataclass
+class Completion:
+    """A finished generation: text, finish_reason, usage (as GenerationResult has)."""
+
+    text: str
+    finish_reason: str
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class TaskOutput:
+    """What `invoke` returns: the task's parsed output, its text, the run id and usage."""
+
+    output: Any
+    text: str | None
+    run_id: str
+    usage: dict[str, int] | None = None
+
+
+class _Models:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every model and preset the server has: [{"id", "created", ...}]."""
+        return self._client._json("GET", "v1/models")["data"]
+
+
+class Client:
+    """An LLMOS server at `base_url` (`llmos serve`, or Jupyter's `{base_url}llmos/`)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None,
+                 timeout: float = 600.0) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.api_key = api_key
+        self.timeout = timeout
+        self.models = _Models(self)
+
+    def __repr__(self) -> str:
+        return f"<llmos.Client {self.base_url}>"
+
+    # --- generation --------------------------------------------------------------------
+
+    def generate(self, model: str, prompt: str, *, stream: bool = False,
+                 **params: Any) -> Completion | Iterator[str]:
+        """Continue `prompt` (POST /v1/completions). Keyword params: max_tokens,
+        temperature, top_p, stop, seed, presence_penalty, frequency_penalty. With
+        stream=True returns an iterator of text pieces."""
+        body = {"model": model, "prompt": prompt, **params}
+        if stream:
+            return self._pieces("v1/completions", body, lambda c: c.get("text") or "")
+        out = self._json("POST", "v1/completions", body)
+        choice = out["choices"][0]
+        return Completion(choice["text"], choice["finish_reason"], out.get("usage", {}))
+
+    def chat(self, model: str, messages: list[dict[str, str]], *, stream: bool = False,
+             **params: Any) -> Completion | Iterator[str]:
+        """Answer a conversation (POST /v1/chat/completions); same params as generate."""
+        body = {"model": model, "messages": messages, **params}
+        if stream:
+            return self._pieces("v1/chat/completions", body,
+                                lambda c: (c.get("delta") or {}).get("content") or "")
+        out = self._json("POST", "v1/chat/completions", body)
+        choice = out["choices"][0]
+        return Completion(choice["message"]["content"], choice["finish_reason"],
+                          out.get("usage", {}))
+
+    def invoke(self, task: str, *, model: str | None = None,
+               params: dict[str, Any] | None = None, **inputs: Any) -> TaskOutput:
+        """Run a task on one set of inputs (POST /api/tasks/{task}/invoke)."""
+        body: dict[str, Any] = {"inputs": inputs}
+        if model is not None:
+            body["model"] = model
+        if params is not None:
+            body["params"] = params
+        out = self._json("POST", f"api/tasks/{urllib.request.quote(task, safe='')}/invoke",
+                         body)
+        return TaskOutput(out["output"], out.get("text"), out["run_id"], out.get("usage"))
+
+    def health(self) -> dict[str, Any]:
+        """GET /health: {"status": "ok", "models": [...]}."""
+        return self._json("GET", "health")
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                     headers=headers)
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310 - our URL
+        except urllib.error.HTTPError as e:
+            raise _client_error(e) from None
+        except urllib.error.URLError as e:
+            raise ClientError(0, f"cannot reach the LLMOS server at {self.base_url}: "
+                              f"{e.reason}; is `llmos serve` running?") from None
+
+    def _json(self, method: str, path: str, body: Any = None) -> Any:
+        with self._request(method, path, body) as r:
+            return json.loads(r.read())
+
+    def _pieces(self, path: str, body: dict[str, Any], text_of) -> Iterator[str]:  # noqa: ANN001
+        """Text pieces of a streamed (SSE) answer; closing the iterator closes the
+        connection, which stops the generation on the server."""
+        with self._request("POST", path, {**body, "stream": True}) as r:
+            for raw in r:
+                line = raw.decode().strip()
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    return
+                chunk = json.loads(line[6:])
+                for choice in chunk.get("choices", []):
+                    piece = text_of(choice)
+                    if piece:
+                        yield piece
+
+
+def _client_error(e: urllib.error.HTTPError) -> ClientError:
+    try:
+        err = json.loads(e.read()).get("error", {})
+        return ClientError(e.code, err.get("message") or e.reason, err.get("code"))
+    except (ValueError, AttributeError):
+        return ClientError(e.code, str(e.reason))
