@@ -41,18 +41,12 @@ HANDLERS: dict[str, Handler] = {
     "runs_export": tasks.runs_export,
 }
 
-GROUP_HELP = {"help_data": "data", "help_task": "task", "help_runs": "runs"}
-
 
 def dispatch(
     args: argparse.Namespace, ctx: Context, extra: dict[str, Handler] | None = None
 ) -> Output:
     """Call the handler `args.handler` names; `extra` adds an interface's own verbs."""
     name = args.handler
-    if name in GROUP_HELP:
-        raise CommandError(
-            f"`{GROUP_HELP[name]}` needs a sub-verb; see `llmos {GROUP_HELP[name]} --help`"
-        )
     table = {**HANDLERS, **(extra or {})}
     if name not in table:
         raise CommandError(f"`{args.verb}` is only available in a notebook (%llmos {args.verb})")
