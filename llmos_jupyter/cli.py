@@ -46,8 +46,8 @@ def _main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except CommandError as e:
-        print(error_message(e), file=sys.stderr)
+    except CommandError as e:  # usage the handler refused: exit status 2, as argparse's
+        print(f"error: {error_message(e)}", file=sys.stderr)
         return 2
     except (LLMOSError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"error: {error_message(e)}", file=sys.stderr)

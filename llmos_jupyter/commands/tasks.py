@@ -103,11 +103,13 @@ def run(args: argparse.Namespace, ctx: Context) -> Output:
     """`run NAME [PROMPT]`: a model with a prompt (or a chat without one), else a task."""
     if args.prompt is not None:
         return run_model(args, ctx)
-    if args.data or args.input or getattr(args, "with_", None) or _is_task(args.name):
+    if _is_task(args.name):
         return task_run(args, ctx)
     models = [m["name"] for m in api.list_models()] + [m["name"] for m in api.pullable()]
     if args.name in models:
-        return run_model(args, ctx)
+        return run_model(args, ctx)  # a chat; it refuses task options with a hint
+    if args.data or args.input or getattr(args, "with_", None):
+        return task_run(args, ctx)  # its "unknown task" error suggests task names
     tasks = [t["name"] for t in api.tasks.list()]
     raise CommandError(
         f"{args.name!r} is neither a model nor a task{suggest(args.name, models + tasks)}; "

@@ -34,10 +34,21 @@ def test_load_ext_imports_neither_torch_nor_triton():
 
 
 def test_help_lists_verbs(ip, capsys):
-    ip.run_line_magic("llmos", "help")
-    out = capsys.readouterr().out
+    out = ip.run_line_magic("llmos", "help").text()  # the cell's result, shown once
+    assert capsys.readouterr().out == ""
     for verb in ("pull", "load", "run", "data", "task", "runs", "dashboard", "playground"):
         assert verb in out
+    assert out.count("usage: %llmos") == 1
+
+
+def test_help_prints_once_in_magic_spelling(ip, capsys):
+    ip.run_line_magic("llmos", "list --help")
+    out = capsys.readouterr().out
+    assert out.count("usage:") == 1 and "usage: %llmos list" in out
+    assert ip.run_line_magic("llmos", "help data stats").text().count("usage:") == 1
+    ip.run_line_magic("llmos", "data")  # a group alone: its help
+    out = capsys.readouterr().out
+    assert out.count("usage:") == 1 and "usage: %llmos data" in out
 
 
 def test_usage_errors_are_usage_errors(ip):
