@@ -34,7 +34,8 @@ def run_model(args: argparse.Namespace, ctx: Context) -> Output:
     stdin = ctx.stdin
     interactive = prompt is None and stdin is not None and stdin.isatty()
     if prompt is None and stdin is not None and not interactive:
-        prompt = stdin.read()  # piped: the whole input is the prompt, as in `ollama run`
+        # Piped: the whole input is the prompt, as in `ollama run` (less the final newline).
+        prompt = stdin.read().rstrip("\n")
     if not interactive and not (prompt or "").strip():
         raise CommandError(f"give a prompt: `llmos run {args.name} \"Why is the sky blue?\"`")
     if interactive and args.json:

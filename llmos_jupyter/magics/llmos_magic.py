@@ -65,7 +65,9 @@ class LLMOSMagics(Magics):
         try:
             out = dispatch(args, ctx, NOTEBOOK_HANDLERS)
         except CommandError as e:
-            raise UsageError(str(e)) from None
+            from llmos_jupyter.commands.output import error_message
+
+            raise UsageError(error_message(e, notebook=True)) from None
         var = getattr(args, "out", None)
         if var:
             self.shell.user_ns[var] = getattr(out, "value", None) or out

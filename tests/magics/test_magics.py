@@ -51,6 +51,19 @@ def test_help_prints_once_in_magic_spelling(ip, capsys):
     assert out.count("usage:") == 1 and "usage: %llmos data" in out
 
 
+def test_hints_use_magic_spelling(ip, llmos_home, tmp_path):
+    with pytest.raises(UsageError, match="see `%llmos data list`"):
+        ip.run_line_magic("llmos", "data show nope")
+    with pytest.raises(UsageError, match=f"give a prompt: `%llmos run {MODEL} "):
+        ip.run_line_magic("llmos", f"run {MODEL}")  # a notebook has no stdin to chat on
+    llmos.datasets.add("dup", [{"text": "a"}])
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"text": "b"}\n')
+    with pytest.raises(UsageError, match="add --replace") as err:
+        ip.run_line_magic("llmos", f"data add dup {other}")
+    assert "=True" not in str(err.value)
+
+
 def test_usage_errors_are_usage_errors(ip):
     with pytest.raises(UsageError, match="invalid choice"):
         ip.run_line_magic("llmos", "frobnicate")
