@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmos_jupyter.store.taskspec import TaskSpec
+if TYPE_CHECKING:  # the task language imports a YAML parser; `llmos list` needs none
+    from llmos_jupyter.store.taskspec import TaskSpec
 
 
 class Dataset:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmos_jupyter.errors import ConfigError, DataError, LLMOSError
-from llmos_jupyter.store.taskspec import TaskSpec, parse_task_spec
 
-if TYPE_CHECKING:  # imports torch; RunHandle (`llmos runs show ID`) must not
+if TYPE_CHECKING:  # torch, and a YAML parser: RunHandle (`llmos runs show ID`) needs neither
     from llmos_jupyter.runtime.loaded_model import LoadedModel
+    from llmos_jupyter.store.taskspec import TaskSpec
 
 # Items per engine batch. A fused CPU decode step's cost per sequence keeps falling as
 # rows are added, since each weight block is dequantized once for all of them (SmolLM2,
@@ -269,6 +269,8 @@ def resume_run(
         raise LLMOSError(
             f"run {rec.id} is {rec.status}; only interrupted or queued runs can be resumed"
         )
+    from llmos_jupyter.store.taskspec import parse_task_spec
+
     spec = parse_task_spec(rec.spec, name=rec.task)
     loaded = resolve_model(rec.model)
     return launch(services, rec.id, loaded, spec, rec.params, background, on_progress)
