@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,6 @@ def task_run(args: argparse.Namespace, ctx: Context) -> Output:
 
 def _plain(output: Any) -> str:
     """A task's output as a terminal shows it: text as is, structured values as JSON."""
-    import json
-
     return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
 
 
