@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmos_jupyter.errors import ConfigError, LLMOSError
 from llmos_jupyter.runtime.cache import MODELS
 from llmos_jupyter.runtime.current import get_current, set_current
-from llmos_jupyter.runtime.loaded_model import LoadedModel
 from llmos_jupyter.runtime.namespaces import DatasetsAPI, RunsAPI, TasksAPI
 from llmos_jupyter.runtime.services import services
 from llmos_jupyter.runtime.task_runs import RunHandle, TaskResult, start_run
@@ -26,6 +25,21 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int, str], None]
+
+# LoadedModel's module imports torch (seconds). The catalog, data, task and run-record
+# functions here must not pay for it (`llmos list` answers in a fraction of a second), so
+# the name is resolved on first use: `api.LoadedModel` through __getattr__ below, and
+# inside the functions that run a model.
+if TYPE_CHECKING:
+    from llmos_jupyter.runtime.loaded_model import LoadedModel
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LoadedModel":
+        from llmos_jupyter.runtime.loaded_model import LoadedModel
+
+        return LoadedModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------ models
@@ -64,10 +78,17 @@ def show(name: str) -> dict[str, Any]:
     return services().models.show(name)
 
 
-def rm(name: str) -> None:
-    """Remove a model or preset from the store (and from memory)."""
+def rm(name: str, cascade: bool = False) -> list[str]:
+    """Remove a model or preset from the store (and from memory); returns the names removed.
+
+    A model that presets are based on is refused (LLMOSError naming them) unless
+    `cascade`, which removes those presets too.
+    """
     MODELS.unload(name)
-    services().models.remove(name)
+    removed = services().models.remove(name, cascade=cascade)
+    for other in removed:
+        MODELS.unload(other)
+    return removed
 
 
 def cp(src: str, dst: str) -> dict[str, Any]:
@@ -126,6 +147,8 @@ def current_model() -> LoadedModel:
 
 
 def _model(model: str | LoadedModel | None) -> LoadedModel:
+    from llmos_jupyter.runtime.loaded_model import LoadedModel
+
     if isinstance(model, LoadedModel):
         return model
     if model is None:
@@ -167,14 +190,15 @@ def run(
     progress=True shows a live bar of items done (a widget in notebooks), or pass a
     (done, total) callback.
     """
-    from llmos_jupyter.runtime.progress import count_callback
+    from llmos_jupyter.runtime.progress import count_progress
 
-    on_progress = count_callback(progress, f"{task} on {data}") if data else None
-    return start_run(
-        services(), task, model=model, resolve_model=_model, data=data, mapping=map,
-        limit=limit, params=params, background=background, inputs=inputs,
-        on_progress=on_progress,
-    )
+    with count_progress(progress if data else None, f"{task} on {data}",
+                        foreground=background is False) as on_progress:
+        return start_run(
+            services(), task, model=model, resolve_model=_model, data=data, mapping=map,
+            limit=limit, params=params, background=background, inputs=inputs,
+            on_progress=on_progress,
+        )
 
 
 datasets = DatasetsAPI(services, _model)

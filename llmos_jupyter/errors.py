@@ -6,27 +6,42 @@ says what to do. Interfaces (CLI, magics) print the message, never a traceback.
 
 from __future__ import annotations
 
-import difflib
 import reprlib
 from collections.abc import Iterable
 from typing import Any
 
 
 class LLMOSError(Exception):
-    """Base class of every error LLMOS raises on purpose."""
+    """Base class of every error LLMOS raises on purpose.
+
+    `command_line` is the same message as `llmos` and `%llmos` spell it, given where the
+    hint names an option or a call (`--replace` where Python says `replace=True`);
+    command-line interfaces print it instead of str(e).
+    """
+
+    def __init__(self, *args: object, command_line: str | None = None):
+        super().__init__(*args)
+        self.command_line = command_line
+
+
+# The command that lists each kind of thing, for "not found" hints.
+LIST_COMMANDS = {"model": "llmos list", "dataset": "llmos data list",
+                 "task": "llmos task list", "run": "llmos runs list"}
 
 
 class NotFoundError(LLMOSError, KeyError):
     """A named thing (model, dataset, task, run) is not in the store."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str] = ()):
+        import difflib  # here: every `llmos` command imports this module, few need difflib
+
         self.kind, self.name = kind, name
         msg = f"unknown {kind} {name!r}"
         close = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=3, cutoff=0.5)
         if close:
             msg += f"; did you mean {', '.join(repr(c) for c in close)}?"
-        else:
-            msg += f"; see `llmos {'list' if kind == 'model' else kind + ' list'}`"
+        elif kind in LIST_COMMANDS:
+            msg += f"; see `{LIST_COMMANDS[kind]}`"
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -55,6 +70,8 @@ class DataError(LLMOSError, ValueError):
 
 def suggest(name: str, known: Iterable[str]) -> str:
     """Return ' (did you mean X?)' for the closest known name, or ''."""
+    import difflib
+
     close = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from llmos_jupyter import api
-from llmos_jupyter.commands.output import Message, Output, Record, Table
+from llmos_jupyter.commands.output import Message, Output, Record, Table, TitledTable
 from llmos_jupyter.commands.table import CommandError, Context
 
 DATA_COLUMNS = ["name", "rows", "columns", "format", "sha256", "created_at"]
@@ -57,7 +57,26 @@ class _Both(Record):
 
 
 def stats(args: argparse.Namespace, ctx: Context) -> Output:
-    return Record(api.datasets.get(args.name).stats(model=args.model), title=f"{args.name} stats")
+    info = api.datasets.get(args.name).stats(model=args.model)
+    if args.json:
+        return Record(info, title=f"{args.name} stats")
+    rows = []
+    for column, c in info["columns"].items():
+        row = {"column": column, "type": c["type"], "non_null": c["non_null"]}
+        for kind in ("chars", "tokens"):
+            d = c.get(kind)
+            if d:
+                row[kind] = f"{d['min']:.0f} / {d['p50']:.0f} / {d['p90']:.0f} / {d['max']:.0f}"
+                row[f"{kind}_total"] = round(d["mean"] * c["non_null"])
+        rows.append(row)
+    columns = ["column", "type", "non_null", "chars", "chars_total"]
+    title = f"{args.name}: {info['rows']} rows; per row min / p50 / p90 / max"
+    if args.model:
+        columns += ["tokens", "tokens_total"]
+        title += f"; tokens of {args.model}'s tokenizer"
+    else:
+        title += "; token counts with --model MODEL"
+    return TitledTable(rows, columns, title=title)
 
 
 def rm(args: argparse.Namespace, ctx: Context) -> Output:
@@ -66,7 +85,7 @@ def rm(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def export(args: argparse.Namespace, ctx: Context) -> Output:
-    path = api.datasets.export(args.name, args.path)
+    path = api.datasets.export(args.name, args.path, format=args.format)
     return Message(f"wrote {path}")
 
 

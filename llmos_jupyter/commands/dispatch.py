@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from llmos_jupyter.commands import data, models, tasks
+from llmos_jupyter.commands import data, models, serve, tasks
 from llmos_jupyter.commands.output import Output
 from llmos_jupyter.commands.table import CommandError, Context
 
@@ -21,6 +21,7 @@ HANDLERS: dict[str, Handler] = {
     "create": models.create,
     "ps": models.ps,
     "run": tasks.run,
+    "serve": serve.serve,
     "data_add": data.add,
     "data_list": data.list_datasets,
     "data_show": data.show,
@@ -41,18 +42,12 @@ HANDLERS: dict[str, Handler] = {
     "runs_export": tasks.runs_export,
 }
 
-GROUP_HELP = {"help_data": "data", "help_task": "task", "help_runs": "runs"}
-
 
 def dispatch(
     args: argparse.Namespace, ctx: Context, extra: dict[str, Handler] | None = None
 ) -> Output:
     """Call the handler `args.handler` names; `extra` adds an interface's own verbs."""
     name = args.handler
-    if name in GROUP_HELP:
-        raise CommandError(
-            f"`{GROUP_HELP[name]}` needs a sub-verb; see `llmos {GROUP_HELP[name]} --help`"
-        )
     table = {**HANDLERS, **(extra or {})}
     if name not in table:
         raise CommandError(f"`{args.verb}` is only available in a notebook (%llmos {args.verb})")

@@ -1,4 +1,4 @@
-"""Handlers of the model verbs: pull, list, show, rm, cp, import, create, ps, run MODEL."""
+"""Handlers of the model verbs: pull, list, show, rm, cp, import, create, ps."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 from llmos_jupyter import api
 from llmos_jupyter.commands.output import Message, Output, Record, Table
-from llmos_jupyter.commands.table import CommandError, Context
-from llmos_jupyter.humanize import human_bytes
+from llmos_jupyter.commands.table import Context
+from llmos_jupyter.humanize import human_bytes, human_count
 
 MODEL_COLUMNS = ["name", "kind", "arch", "params", "quantization", "size", "created_at"]
 SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
@@ -17,6 +17,17 @@ SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_
 
 def _model_row(d: dict) -> dict:
     return {**d, "size": human_bytes(d.get("size_bytes"))}
+
+
+def _readable(d: dict) -> dict:
+    """A model's record as a person reads it: 135M parameters, 93.4 MB (JSON keeps numbers)."""
+    out = dict(d)
+    if out.get("params") is not None:
+        out["params"] = human_count(out["params"])
+    for key in ("size_bytes", "size_on_disk"):
+        if out.get(key) is not None:
+            out[key] = human_bytes(out[key])
+    return out
 
 
 def sampling_args(args: argparse.Namespace) -> dict:
@@ -35,22 +46,25 @@ def _summary(rec: dict) -> dict:
 
 def pull(args: argparse.Namespace, ctx: Context) -> Output:
     rec = api.pull(args.name, progress=ctx.progress and not args.json)
-    return Record(rec if args.json else _summary(rec), title=f"pulled {args.name}")
+    return Record(rec if args.json else _readable(_summary(rec)), title=f"pulled {args.name}")
 
 
 def list_models(args: argparse.Namespace, ctx: Context) -> Output:
     rows = [_model_row(d) for d in api.list_models()]
+    if not args.json:
+        rows = [_readable(r) for r in rows]
     return Table(rows, MODEL_COLUMNS, title="models",
                  empty="no models yet; try `llmos pull smollm2-135m-instruct`")
 
 
 def show(args: argparse.Namespace, ctx: Context) -> Output:
-    return Record(api.show(args.name), title=args.name)
+    info = api.show(args.name)
+    return Record(info if args.json else _readable(info), title=args.name)
 
 
 def rm(args: argparse.Namespace, ctx: Context) -> Output:
-    api.rm(args.name)
-    return Message(f"removed {args.name}")
+    removed = api.rm(args.name, cascade=args.cascade)
+    return Message(f"removed {', '.join(removed)}")
 
 
 def cp(args: argparse.Namespace, ctx: Context) -> Output:
@@ -60,7 +74,7 @@ def cp(args: argparse.Namespace, ctx: Context) -> Output:
 
 def import_model(args: argparse.Namespace, ctx: Context) -> Output:
     rec = api.import_model(args.name, args.path)
-    return Record(rec if args.json else _summary(rec), title=f"imported {args.name}")
+    return Record(rec if args.json else _readable(_summary(rec)), title=f"imported {args.name}")
 
 
 def _param_value(text: str):
@@ -81,25 +95,3 @@ def ps(args: argparse.Namespace, ctx: Context) -> Output:
     rows = [{**r, "size": human_bytes(r["size_bytes"])} for r in api.ps()]
     return Table(rows, ["name", "mode", "device", "size", "load_seconds"], title="loaded",
                  empty="no model loaded in this process")
-
-
-def run_model(args: argparse.Namespace, ctx: Context) -> Output:
-    """`run MODEL "PROMPT"`: generate, streaming the text unless --json."""
-    if args.data or args.input or getattr(args, "with_", None):
-        raise CommandError(
-            f"{args.name!r} was given a prompt; --input/--with/--data are for tasks: "
-            f"`llmos run TASK --input key=value`"
-        )
-    model = api.load(args.name)
-    params = sampling_args(args)
-    if args.json:
-        c = model.generate(args.prompt, **params)
-        return Record(_completion_dict(args.name, c), value=c)
-    c = model.generate(args.prompt, on_piece=lambda _i, piece: ctx.write(piece), **params)
-    ctx.write("\n")
-    return Message("", value=c)
-
-
-def _completion_dict(model: str, c) -> dict:
-    return {"model": model, "text": c.text, "finish_reason": c.finish_reason,
-            "usage": c.usage, "timings": c.timings}

@@ -62,6 +62,15 @@ class Table:
                 f"<tbody>{body}</tbody></table>")
 
 
+class TitledTable(Table):
+    """A table whose text starts with its title (a run's status above its items)."""
+
+    def text(self) -> str:
+        return f"{self.title}\n{super().text()}" if self.title else super().text()
+
+    __repr__ = text
+
+
 @dataclass
 class Record:
     data: dict[str, Any]
@@ -109,3 +118,16 @@ class Message:
 
 
 Output = Table | Record | Message
+
+
+def error_message(error: BaseException, notebook: bool = False) -> str:
+    """What a command-line interface prints for `error`: its command-line spelling.
+
+    Hints name commands as `llmos VERB ...`; a notebook shows them as `%llmos VERB ...`.
+    A KeyError's message is its first argument (str() would quote it).
+    """
+    text = getattr(error, "command_line", None) or (
+        error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    )
+    text = str(text) or type(error).__name__
+    return text.replace("`llmos ", "`%llmos ") if notebook else text

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from llmos_jupyter.errors import LLMOSError
 
@@ -29,6 +29,11 @@ class _Parser(argparse.ArgumentParser):
     def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
         if message:
             raise CommandError(message.strip())
+        raise _HelpShown(self.format_help())
+
+    def print_help(self, file=None):  # type: ignore[override]
+        # argparse's -h prints the help and then exits; carry the text to the interface
+        # instead, which prints it once (the CLI to stdout, a notebook as the cell's output).
         raise _HelpShown(self.format_help())
 
 
@@ -50,6 +55,9 @@ class Context:
         default=lambda s: (sys.stdout.write(s), sys.stdout.flush())
     )
     progress: bool = True
+    # Where `llmos run MODEL` reads a prompt when none is given: a terminal opens a chat,
+    # a pipe is the prompt. None in a notebook, which has no stdin to read.
+    stdin: TextIO | None = None
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -96,6 +104,8 @@ def build_parser(prog: str = "llmos", notebook: bool = False) -> argparse.Argume
     _add_json(p)
     p = _sub(subs, "rm", "rm", "remove a model or preset")
     p.add_argument("name")
+    p.add_argument("--cascade", action="store_true",
+                   help="also remove the presets based on this model")
     p = _sub(subs, "cp", "cp", "copy a model or preset")
     p.add_argument("src")
     p.add_argument("dst")
@@ -115,7 +125,11 @@ def build_parser(prog: str = "llmos", notebook: bool = False) -> argparse.Argume
     # run: a model with a prompt, or a task with inputs / over a dataset
     p = _sub(subs, "run", "run", "run MODEL \"PROMPT\", or run TASK with inputs or --data")
     p.add_argument("name", help="a model (with PROMPT) or a task")
-    p.add_argument("prompt", nargs="?", help="prompt text (for a model)")
+    p.add_argument("prompt", nargs="?",
+                   help="prompt text (for a model); without it, a chat at a >>> prompt "
+                        "(or the prompt read from piped stdin)")
+    p.add_argument("--raw", action="store_true",
+                   help="continue the prompt as plain text, without the model's chat template")
     _add_task_run_args(p, notebook)
 
     # data
@@ -134,15 +148,19 @@ def build_parser(prog: str = "llmos", notebook: bool = False) -> argparse.Argume
     p.add_argument("name")
     p.add_argument("--head", type=int, default=5)
     _add_json(p)
-    p = _sub(dsubs, "stats", "data_stats", "rows, columns, characters and tokens per row")
+    p = _sub(dsubs, "stats", "data_stats",
+             "rows, columns and characters per row; tokens per row with --model")
     p.add_argument("name")
-    p.add_argument("--model", help="count tokens with this model's tokenizer")
+    p.add_argument("--model", help="count tokens with this model's tokenizer (loads only the "
+                                   "tokenizer, not the weights)")
     _add_json(p)
     p = _sub(dsubs, "rm", "data_rm", "remove a dataset")
     p.add_argument("name")
     p = _sub(dsubs, "export", "data_export", "write a dataset to a file (format by extension)")
     p.add_argument("name")
     p.add_argument("path")
+    p.add_argument("--format", choices=["jsonl", "json", "csv", "tsv", "txt", "parquet"],
+                   help="the file format, when the extension does not say")
     p = _sub(dsubs, "prep", "data_prep", "clean and split a dataset into a new one")
     p.add_argument("src")
     p.add_argument("dst")
@@ -202,7 +220,23 @@ def build_parser(prog: str = "llmos", notebook: bool = False) -> argparse.Argume
 
     if notebook:
         _add_notebook_verbs(subs)
+    else:
+        _add_serve(subs)
     return root
+
+
+def _add_serve(subs) -> None:
+    """`llmos serve`: command line only (in a notebook it would hold the kernel)."""
+    p = _sub(subs, "serve", "serve", "serve the store's models over HTTP (OpenAI-compatible)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs a key)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
+    p.add_argument("--api-key", help="bearer key required on every route but /health "
+                   "(default: $LLMOS_API_KEY)")
+    p.add_argument("--max-batch", type=int, default=32,
+                   help="requests decoding together per model (default 32)")
+    p.add_argument("--max-queue", type=int, default=64,
+                   help="requests waiting per model before 429 (default 64)")
 
 
 def _add_task_run_args(p: argparse.ArgumentParser, notebook: bool) -> None:
@@ -239,6 +273,9 @@ def parse(argv: list[str], prog: str = "llmos", notebook: bool = False) -> argpa
     """Parse argv; raises CommandError (bad usage) or _HelpShown (help requested)."""
     parser = build_parser(prog, notebook)
     args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
+    handler = getattr(args, "handler", None)
+    if handler is None:
         raise _HelpShown(parser.format_help())
+    if handler.startswith("help_"):  # a group without its sub-verb (`llmos data`): its help
+        parser.parse_args([args.verb, "--help"])
     return args

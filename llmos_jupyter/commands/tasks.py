@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from llmos_jupyter import api
-from llmos_jupyter.commands.models import run_model, sampling_args
-from llmos_jupyter.commands.output import Message, Output, Record, Table
+from llmos_jupyter.commands.models import sampling_args
+from llmos_jupyter.commands.output import Message, Output, Record, Table, TitledTable
+from llmos_jupyter.commands.run_model import run_model
 from llmos_jupyter.commands.table import CommandError, Context
+from llmos_jupyter.errors import LLMOSError, NotFoundError, suggest
 
 RUN_COLUMNS = ["id", "task", "model", "status", "progress", "dataset", "created_at"]
 
@@ -60,20 +63,65 @@ def task_run(args: argparse.Namespace, ctx: Context) -> Output:
         data = {"run_id": r.run_id, "status": r.status, "output": r.output}
         if r.error:
             data.update(error=r.error, raw_text=r.raw_text)
-        return Record(data, title=f"task {args.name}", value=r)
+        if args.json or ctx.notebook:
+            return Record(data, title=f"task {args.name}", value=r)
+        if r.error:
+            raise LLMOSError(f"task {args.name} failed (run {r.run_id}): {r.error}"
+                             + (f"; the model wrote: {r.raw_text!r}" if r.raw_text else ""))
+        return Message(_plain(r.output), value=r)
     handle = api.run(args.name, model=args.model, data=args.data, map=mapping, limit=args.limit,
                      params=params, background=ctx.notebook,
                      progress=ctx.progress and not args.json, **inputs)
-    if not ctx.notebook:
-        handle.wait()
-    return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
+    if ctx.notebook:
+        return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
+    handle.wait()
+    return _run_outputs(handle, api.tasks.get(args.name).inputs, args.json)
+
+
+def _plain(output: Any) -> str:
+    """A task's output as a terminal shows it: text as is, structured values as JSON."""
+    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+
+
+def _run_outputs(handle: Any, inputs: list[str], as_json: bool) -> Output:
+    """Each item's inputs -> output (and error), with the run's id and status as the title."""
+    rec = handle.to_dict()
+    items = handle.results()
+    if as_json:
+        return Record({**rec, "items": items}, value=handle)
+    rows = [{**{k: it["inputs"].get(k) for k in inputs}, "output": it.get("output"),
+             "error": it.get("error")} for it in items]
+    columns = [*inputs, "output"] + (["error"] if any(r["error"] for r in rows) else [])
+    done = rec["progress"]
+    title = (f"run {handle.id}: {rec['status']}, {done['done']}/{done['total']} items"
+             f" (`llmos runs show {handle.id}` for details)")
+    return TitledTable(rows, columns, title=title, empty="(no items)")
 
 
 def run(args: argparse.Namespace, ctx: Context) -> Output:
-    """`run NAME [PROMPT]`: a model with a prompt, else a task."""
+    """`run NAME [PROMPT]`: a model with a prompt (or a chat without one), else a task."""
     if args.prompt is not None:
         return run_model(args, ctx)
-    return task_run(args, ctx)
+    if _is_task(args.name):
+        return task_run(args, ctx)
+    models = [m["name"] for m in api.list_models()] + [m["name"] for m in api.pullable()]
+    if args.name in models:
+        return run_model(args, ctx)  # a chat; it refuses task options with a hint
+    if args.data or args.input or getattr(args, "with_", None):
+        return task_run(args, ctx)  # its "unknown task" error suggests task names
+    tasks = [t["name"] for t in api.tasks.list()]
+    raise CommandError(
+        f"{args.name!r} is neither a model nor a task{suggest(args.name, models + tasks)}; "
+        "see `llmos list` and `llmos task list`"
+    )
+
+
+def _is_task(name: str) -> bool:
+    try:
+        api.tasks.get(name)
+    except NotFoundError:
+        return False
+    return True
 
 
 def runs_list(args: argparse.Namespace, ctx: Context) -> Output:

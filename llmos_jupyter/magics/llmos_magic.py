@@ -43,10 +43,10 @@ class LLMOSMagics(Magics):
         except KeyboardInterrupt:
             print("\n[interrupted]")
             return None
-        except (LLMOSError, ValueError, FileNotFoundError) as e:
-            raise UsageError(_message(e)) from None
-        except KeyError as e:
-            raise UsageError(str(e.args[0]) if e.args else str(e)) from None
+        except (LLMOSError, ValueError, FileNotFoundError, KeyError) as e:
+            from llmos_jupyter.commands.output import error_message
+
+            raise UsageError(error_message(e, notebook=True)) from None
 
     def _line(self, argv: list[str]) -> Any:
         from llmos_jupyter.commands.dispatch import dispatch
@@ -65,7 +65,9 @@ class LLMOSMagics(Magics):
         try:
             out = dispatch(args, ctx, NOTEBOOK_HANDLERS)
         except CommandError as e:
-            raise UsageError(str(e)) from None
+            from llmos_jupyter.commands.output import error_message
+
+            raise UsageError(error_message(e, notebook=True)) from None
         var = getattr(args, "out", None)
         if var:
             self.shell.user_ns[var] = getattr(out, "value", None) or out
@@ -83,7 +85,3 @@ def _write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
 
-
-def _message(e: Exception) -> str:
-    text = str(e)
-    return text if text else type(e).__name__

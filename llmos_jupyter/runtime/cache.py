@@ -12,9 +12,11 @@ import gc
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmos_jupyter.runtime.loaded_model import LoadedModel
+if TYPE_CHECKING:  # both import torch; the catalog verbs import this module without it
+    from llmos_jupyter.runtime.loaded_model import LoadedModel
+    from llmos_jupyter.tokenizer import Tokenizer
 
 
 @dataclass
@@ -48,6 +50,7 @@ class ModelCache:
     def _load(self, services: Any, name: str, device: str, dtype: str) -> CacheEntry:
         from llmos_jupyter.formats.native import read_native
         from llmos_jupyter.model.loading import build_model
+        from llmos_jupyter.runtime.loaded_model import LoadedModel
         from llmos_jupyter.tokenizer import Tokenizer
 
         record, system, params = services.models.resolve(name)
@@ -90,3 +93,25 @@ class ModelCache:
 
 
 MODELS = ModelCache()
+
+
+def load_tokenizer(services: Any, name: str) -> Tokenizer:
+    """The tokenizer of model or preset `name`, read without its weights (token counts
+    need no model). Raises NotFoundError, or CheckpointError if it has no tokenizer."""
+    import json
+
+    from llmos_jupyter.errors import CheckpointError
+    from llmos_jupyter.formats.checkpoint import TokenizerSpec
+    from llmos_jupyter.formats.native import TOKENIZER
+    from llmos_jupyter.tokenizer import Tokenizer
+
+    record, _system, _params = services.models.resolve(name)
+    path = services.models.model_dir(record.name) / TOKENIZER
+    if not path.is_file():
+        raise CheckpointError(f"model {name!r} has no tokenizer ({path} is missing)")
+    try:
+        spec = TokenizerSpec(**json.loads(path.read_text(encoding="utf-8")))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a tokenizer ({exc}); pull or import "
+                              f"{record.name!r} again") from exc
+    return Tokenizer.from_spec(spec)

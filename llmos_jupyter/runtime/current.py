@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from llmos_jupyter.runtime.loaded_model import LoadedModel
+if TYPE_CHECKING:  # loaded_model imports torch; asking for the current model must not
+    from llmos_jupyter.runtime.loaded_model import LoadedModel
 
 _current: LoadedModel | None = None
 _lock = threading.Lock()

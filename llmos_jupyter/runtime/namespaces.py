@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmos_jupyter.store.taskspec import TaskSpec
+if TYPE_CHECKING:  # the task language imports a YAML parser; `llmos list` needs none
+    from llmos_jupyter.store.taskspec import TaskSpec
 
 
 class Dataset:
@@ -37,9 +38,10 @@ class Dataset:
         """Rows, columns, characters (and with `model`, tokens) per row with percentiles."""
         if model is None:
             return self._services().datasets.stats(self.name)
-        from llmos_jupyter.store.datafiles import compute_stats
+        from llmos_jupyter.runtime.cache import load_tokenizer
 
-        return compute_stats(self.rows(), tokenizer=self._resolve(model).tokenizer)
+        s = self._services()
+        return s.datasets.stats(self.name, tokenizer=load_tokenizer(s, model))
 
     def __len__(self) -> int:
         return self.record.rows
@@ -79,8 +81,9 @@ class DatasetsAPI:
     def rm(self, name: str) -> None:
         self._services().datasets.remove(name)
 
-    def export(self, name: str, path: str | Path) -> Path:
-        return Path(self._services().datasets.export(name, path))
+    def export(self, name: str, path: str | Path, format: str | None = None) -> Path:  # noqa: A002
+        """Write dataset `name` to `path`; the format comes from the extension unless given."""
+        return Path(self._services().datasets.export(name, path, format))
 
     def prep(self, src: str, dst: str, replace: bool = False, **options: Any) -> list[dict]:
         """Clean/split `src` into new dataset(s): `dst`, or `dst-<part>` for each split part.
@@ -164,11 +167,12 @@ class RunsAPI:
 
     def resume(self, run_id: str, background: bool | None = None, progress=False):
         """Finish an interrupted run; progress as for `llmos.run`."""
-        from llmos_jupyter.runtime.progress import count_callback
+        from llmos_jupyter.runtime.progress import count_progress
         from llmos_jupyter.runtime.task_runs import resume_run
 
-        on_progress = count_callback(progress, f"resume {run_id}")
-        return resume_run(self._services(), run_id, self._resolve, background, on_progress)
+        with count_progress(progress, f"resume {run_id}",
+                            foreground=background is False) as on_progress:
+            return resume_run(self._services(), run_id, self._resolve, background, on_progress)
 
     def export(self, run_id: str, path: str | Path) -> Path:
         return Path(self._services().runs.export(run_id, path))

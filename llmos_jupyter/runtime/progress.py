@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 Progress = Callable[[int, int, str], None]
 BYTE_STAGES = ("download", "extract", "verify")
@@ -14,7 +15,9 @@ def progress_callback(progress: bool | Progress | None, desc: str) -> Iterator[P
     """Turn the `progress` argument of an API call into a (done, total, stage) callback.
 
     True draws a tqdm.auto bar whose description follows the stage (download, extract,
-    verify, convert); a callable is passed through; False/None gives no callback.
+    verify, convert); a callable is passed through; False/None gives no callback. The bar
+    appears at the first report: work that fails at once or has nothing to do (a model
+    already pulled) draws none.
     """
     if callable(progress):
         yield progress
@@ -24,10 +27,14 @@ def progress_callback(progress: bool | Progress | None, desc: str) -> Iterator[P
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=True)
+    bar = None
     state = {"stage": None}
 
     def update(done: int, total: int, stage: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=desc, leave=True)
         if stage != state["stage"]:
             state["stage"] = stage
             # Byte stages count bytes; the others (convert) count steps.
@@ -40,33 +47,66 @@ def progress_callback(progress: bool | Progress | None, desc: str) -> Iterator[P
     try:
         yield update
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 Count = Callable[[int, int], None]
 
 
+class CountBar:
+    """A (done, total) callback drawing a tqdm.auto bar of items (a widget in notebooks,
+    text in terminals). The bar appears at the first report, so work that fails before
+    its first item draws none, and closes itself when done reaches total. It may be called
+    from a background thread, since it only updates the bar."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="item", leave=True)
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """End the bar where it stands (a run that failed or was cancelled part way)."""
+        if self.bar is not None:
+            self.bar.close()
+
+
 def count_callback(progress: bool | Count | None, desc: str) -> Count | None:
     """A (done, total) callback for item counts (dataset runs, tokenization).
 
-    True draws a tqdm.auto bar (a widget in notebooks, text in terminals) that closes
-    itself when done reaches total; it may be called from a background thread, since it
-    only updates the bar. A callable is passed through; False/None gives None.
+    True gives a CountBar; a callable is passed through; False/None gives None.
     """
     if callable(progress):
         return progress
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    return CountBar(desc)
 
-    bar = tqdm(total=0, desc=desc, unit="item", leave=True)
 
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
+@contextmanager
+def count_progress(
+    progress: bool | Count | None, desc: str, foreground: bool
+) -> Iterator[Count | None]:
+    """count_callback for one call. Its bar ends when the call raises, or when it returns
+    if the work ran in the calling thread (`foreground`), so a run that fails part way
+    leaves one finished bar; a background run's bar ends itself at the last item."""
+    callback = count_callback(progress, desc)
+    try:
+        yield callback
+    except BaseException:
+        if isinstance(callback, CountBar):
+            callback.close()
+        raise
+    if foreground and isinstance(callback, CountBar):
+        callback.close()

@@ -3,25 +3,54 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmos_jupyter.store.catalog import Catalog
-from llmos_jupyter.store.datasets import DatasetStore
 from llmos_jupyter.store.home import llmos_home
-from llmos_jupyter.store.models import ModelStore
-from llmos_jupyter.store.runs import RunStore
-from llmos_jupyter.store.tasks import TaskStore
+
+if TYPE_CHECKING:
+    from llmos_jupyter.store.datasets import DatasetStore
+    from llmos_jupyter.store.models import ModelStore
+    from llmos_jupyter.store.runs import RunStore
+    from llmos_jupyter.store.tasks import TaskStore
 
 
-@dataclass
 class Services:
-    home: Path
-    catalog: Catalog
-    models: ModelStore
-    datasets: DatasetStore
-    tasks: TaskStore
-    runs: RunStore
+    """The catalog of one home and its four stores. Each store is opened (and its module
+    imported) on first use, so a command that lists models does not import the task
+    language's YAML parser or the dataset readers. Two threads racing to open the same
+    store may each build one; that is harmless, since a store holds no state of its own
+    beyond the shared catalog (opening one only tidies leftovers of dead processes)."""
+
+    def __init__(self, home: Path, catalog: Catalog):
+        self.home = home
+        self.catalog = catalog
+
+    @cached_property
+    def models(self) -> ModelStore:
+        from llmos_jupyter.store.models import ModelStore
+
+        return ModelStore(self.catalog)
+
+    @cached_property
+    def datasets(self) -> DatasetStore:
+        from llmos_jupyter.store.datasets import DatasetStore
+
+        return DatasetStore(self.catalog)
+
+    @cached_property
+    def tasks(self) -> TaskStore:
+        from llmos_jupyter.store.tasks import TaskStore
+
+        return TaskStore(self.catalog)
+
+    @cached_property
+    def runs(self) -> RunStore:
+        from llmos_jupyter.store.runs import RunStore
+
+        return RunStore(self.catalog)
 
 
 _open: dict[Path, Services] = {}
@@ -34,10 +63,6 @@ def services() -> Services:
     with _lock:
         s = _open.get(home)
         if s is None:
-            catalog = Catalog(home)
-            s = Services(
-                home, catalog, ModelStore(catalog), DatasetStore(catalog),
-                TaskStore(catalog), RunStore(catalog),
-            )
+            s = Services(home, Catalog(home))
             _open[home] = s
         return s

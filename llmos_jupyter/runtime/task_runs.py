@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmos_jupyter.errors import ConfigError, DataError, LLMOSError
-from llmos_jupyter.runtime.loaded_model import LoadedModel
-from llmos_jupyter.runtime.task_exec import TaskExecutor
-from llmos_jupyter.store.taskspec import TaskSpec, parse_task_spec
+
+if TYPE_CHECKING:  # torch, and a YAML parser: RunHandle (`llmos runs show ID`) needs neither
+    from llmos_jupyter.runtime.loaded_model import LoadedModel
+    from llmos_jupyter.store.taskspec import TaskSpec
 
 # Items per engine batch. A fused CPU decode step's cost per sequence keeps falling as
 # rows are added, since each weight block is dequantized once for all of them (SmolLM2,
@@ -110,17 +111,29 @@ def _items_from_data(
     Rows are streamed from the snapshot as the run records them, so `limit` rows cost
     `limit` lines read, and a million-row dataset is never in memory at once.
     """
-    columns = services.datasets.get(data).columns  # every column of any row
-    missing = [n for n in spec.inputs if n not in constants and mapping.get(n, n) not in columns]
-    if missing:
-        raise DataError(
-            f"dataset {data!r} has no column for input(s) {missing}; its columns are "
-            f"{columns}. Map them, e.g. --map {missing[0]}={columns[0] if columns else 'COLUMN'}"
-        )
+    record = services.datasets.get(data)
+    columns = record.columns  # every column of any row
     for k, col in mapping.items():
         if k not in spec.inputs:
-            raise ConfigError(f"--map {k}={col}: task {spec.name!r} has no input {k!r}; "
-                              f"its inputs are {spec.inputs}")
+            raise ConfigError(f"map {k}={col}: task {spec.name!r} has no input {k!r}; "
+                              f"its inputs are {spec.inputs}",
+                              command_line=f"--map {k}={col}: task {spec.name!r} has no input "
+                                           f"{k!r}; its inputs are {spec.inputs}")
+        if col not in columns:
+            raise DataError(f"map {k}={col}: dataset {data!r} has no column {col!r}; its "
+                            f"columns are {columns}",
+                            command_line=f"--map {k}={col}: dataset {data!r} has no column "
+                                         f"{col!r}; its columns are {columns}")
+    missing = [n for n in spec.inputs if n not in constants and mapping.get(n, n) not in columns]
+    if missing:
+        # Suggest a column of text: inputs are prompt text, rarely an id or a number.
+        types = ((record.stats or {}).get("columns") or {}) if isinstance(record.stats, dict) \
+            else {}
+        texts = [c for c in columns if (types.get(c) or {}).get("type") == "str"]
+        col = texts[0] if texts else (columns[0] if columns else "COLUMN")
+        what = f"dataset {data!r} has no column for input(s) {missing}; its columns are {columns}"
+        raise DataError(f"{what}. Map them, e.g. map={{{missing[0]!r}: {col!r}}}",
+                        command_line=f"{what}. Map them, e.g. --map {missing[0]}={col}")
     if limit is not None and limit < 1:
         raise DataError(f"limit {limit}: a run over dataset {data!r} needs at least one row")
     rows = services.datasets.iter_rows(data)
@@ -152,12 +165,14 @@ def start_run(
         missing = [n for n in spec.inputs if n not in inputs]
         unknown = [k for k in inputs if k not in spec.inputs]
         if missing or unknown:
+            what = (f"task {spec.name!r} takes inputs {spec.inputs}"
+                    + (f"; missing {missing}" if missing else "")
+                    + (f"; unknown {unknown}" if unknown else ""))
             raise ConfigError(
-                f"task {spec.name!r} takes inputs {spec.inputs}"
-                + (f"; missing {missing}" if missing else "")
-                + (f"; unknown {unknown}" if unknown else "")
-                + f". Example: llmos.run({spec.name!r}, "
-                + ", ".join(f"{n}=..." for n in spec.inputs) + ")"
+                f"{what}. Example: llmos.run({spec.name!r}, "
+                + ", ".join(f"{n}=..." for n in spec.inputs) + ")",
+                command_line=f"{what}. Example: `llmos task run {spec.name} "
+                + " ".join(f"--input {n}=..." for n in spec.inputs) + "`",
             )
         items = [inputs]
     else:
@@ -219,6 +234,8 @@ def execute_run(
             last_poll[0], last_poll[1] = now, runs.is_cancel_requested(run_id)
         return last_poll[1]
 
+    from llmos_jupyter.runtime.task_exec import TaskExecutor  # torch: only when a run executes
+
     executor = TaskExecutor(loaded, services.tasks.get, params, should_stop=cancelled)
     try:
         pending = runs.pending_items(run_id)
@@ -260,6 +277,8 @@ def resume_run(
         raise LLMOSError(
             f"run {rec.id} is {rec.status}; only interrupted or queued runs can be resumed"
         )
+    from llmos_jupyter.store.taskspec import parse_task_spec
+
     spec = parse_task_spec(rec.spec, name=rec.task)
     loaded = resolve_model(rec.model)
     return launch(services, rec.id, loaded, spec, rec.params, background, on_progress)

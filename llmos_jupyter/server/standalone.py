@@ -9,7 +9,6 @@ only read it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import ipaddress
@@ -24,6 +23,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from llmos_jupyter.errors import LLMOSError
 from llmos_jupyter.runtime.serving import Serving
 from llmos_jupyter.server import routes
 from llmos_jupyter.server.base import LLMOSHandler
@@ -33,6 +33,10 @@ log = logging.getLogger("llmos.serve")
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 DRAIN_TIMEOUT_S = 120.0  # how long a drain waits for admitted requests
+
+
+class ServeError(LLMOSError):
+    """The server cannot start as asked (exposed without a key, address in use, ...)."""
 
 
 class StandaloneHandler(tornado.web.RequestHandler):
@@ -81,9 +85,9 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(host: str, api_key: str | None) -> None:
-    """Refuse to listen beyond this machine without a key (APIError names the fix)."""
+    """Refuse to listen beyond this machine without a key (ServeError names the fix)."""
     if not api_key and not is_loopback(host):
-        raise APIError(400, f"refusing to listen on {host} without an API key: anyone who "
+        raise ServeError(f"refusing to listen on {host} without an API key: anyone who "
                        "can reach it could use your models; pass --api-key KEY (or set "
                        "LLMOS_API_KEY), or listen on 127.0.0.1")
 
@@ -122,42 +126,31 @@ async def serve(host: str, port: int, api_key: str | None, max_rows: int = 32,
     await server.close_all_connections()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`llmos serve [--host H] [--port P] [--api-key K]`; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="llmos serve", description=(
-        "Serve the store's models over HTTP: OpenAI-compatible /v1 routes, /health, "
-        "/metrics."))
-    ap.add_argument("--host", default=DEFAULT_HOST,
-                    help=f"address to listen on (default {DEFAULT_HOST}; any other needs a key)")
-    ap.add_argument("--port", type=int, default=DEFAULT_PORT,
-                    help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    ap.add_argument("--api-key", default=os.environ.get("LLMOS_API_KEY"),
-                    help="bearer key required on every route but /health "
-                    "(default: $LLMOS_API_KEY)")
-    ap.add_argument("--max-batch", type=int, default=32,
-                    help="requests decoding together per model (default 32)")
-    ap.add_argument("--max-queue", type=int, default=64,
-                    help="requests waiting per model before 429 (default 64)")
-    args = ap.parse_args(argv)
+def run(host: str, port: int, api_key: str | None, max_batch: int = 32,
+        max_queue: int = 64) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM, printing where it listens.
+
+    Raises ServeError: exposed beyond loopback without a key, or cannot listen."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    def ready(port: int) -> None:
-        auth = "bearer key required" if args.api_key else "no key (loopback only)"
-        print(f"llmos serve: listening on http://{args.host}:{port} ({auth}); "
+    def ready(bound: int) -> None:
+        auth = "bearer key required" if api_key else "no key (loopback only)"
+        print(f"llmos serve: listening on http://{host}:{bound} ({auth}); "
               "Ctrl-C drains and stops", flush=True)
 
     try:
-        asyncio.run(serve(args.host, args.port, args.api_key, args.max_batch,
-                          args.max_queue, ready))
-    except APIError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        asyncio.run(serve(host, port, api_key, max_batch, max_queue, ready))
     except OSError as e:
-        print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}; "
-              "pick another --port", file=sys.stderr)
-        return 1
-    print("llmos serve: stopped", flush=True)
-    return 0
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}; pick another "
+                         "--port (or stop what holds this one)") from None
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m llmos_jupyter.server.standalone ARGS` = `llmos serve ARGS`."""
+    from llmos_jupyter.cli import main as cli_main
+
+    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -11,16 +11,30 @@ Importing this package is cheap: torch is imported only when a model is converte
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from llmos_jupyter.store.catalog import Catalog
-from llmos_jupyter.store.datasets import DatasetRecord, DatasetStore
-from llmos_jupyter.store.home import HomeLayout, llmos_home
-from llmos_jupyter.store.model_records import ModelRecord
-from llmos_jupyter.store.models import ModelStore
-from llmos_jupyter.store.run_records import ItemAlreadyRecordedError, RunItem, RunRecord
-from llmos_jupyter.store.runs import RunStore
-from llmos_jupyter.store.tasks import TaskRecord, TaskStore
+if TYPE_CHECKING:
+    from llmos_jupyter.store.catalog import Catalog
+    from llmos_jupyter.store.datasets import DatasetRecord, DatasetStore
+    from llmos_jupyter.store.home import HomeLayout, llmos_home
+    from llmos_jupyter.store.model_records import ModelRecord
+    from llmos_jupyter.store.models import ModelStore
+    from llmos_jupyter.store.run_records import ItemAlreadyRecordedError, RunItem, RunRecord
+    from llmos_jupyter.store.runs import RunStore
+    from llmos_jupyter.store.tasks import TaskRecord, TaskStore
+
+# Where each exported name lives. They are imported on first use (PEP 562), so importing
+# one module of the store (`llmos list` needs only the models) does not import them all:
+# tasks bring a YAML parser, datasets their file readers.
+_EXPORTS = {
+    "Catalog": "catalog", "DatasetRecord": "datasets", "DatasetStore": "datasets",
+    "HomeLayout": "home", "llmos_home": "home", "ModelRecord": "model_records",
+    "ModelStore": "models", "ItemAlreadyRecordedError": "run_records",
+    "RunItem": "run_records", "RunRecord": "run_records", "RunStore": "runs",
+    "TaskRecord": "tasks", "TaskStore": "tasks",
+}
 
 __all__ = [
     "Catalog", "DatasetRecord", "DatasetStore", "HomeLayout", "ItemAlreadyRecordedError",
@@ -29,10 +43,23 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class Store:
     """One LLMOS_HOME opened: its catalog and the four stores sharing it."""
 
     def __init__(self, home: Path | str | None = None):
+        from llmos_jupyter.store.catalog import Catalog
+        from llmos_jupyter.store.datasets import DatasetStore
+        from llmos_jupyter.store.models import ModelStore
+        from llmos_jupyter.store.runs import RunStore
+        from llmos_jupyter.store.tasks import TaskStore
+
         self.catalog = Catalog(home)
         self.home = self.catalog.home
         self.models = ModelStore(self.catalog)

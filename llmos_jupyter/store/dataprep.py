@@ -14,8 +14,6 @@ from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from llmos_jupyter.errors import DataError
 
 if TYPE_CHECKING:  # only for annotations: datafiles imports this module at run time
@@ -34,6 +32,8 @@ def columns(records: Iterable[Record]) -> list[str]:
 
 def describe(values: Sequence[float]) -> dict[str, float]:
     """min, p50, p90, p99, max, mean of `values` (numpy's linear-interpolation percentiles)."""
+    import numpy as np  # ~0.1 s to import: only when stats are computed, not for `llmos list`
+
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
         return {}
@@ -107,6 +107,8 @@ class StatsBuilder:
 
     def result(self) -> dict[str, Any]:
         """The stats of the records added so far (as `compute_stats` without a tokenizer)."""
+        import numpy as np  # only when stats are computed, not for `llmos list`
+
         out: dict[str, Any] = {"rows": self.rows, "columns": {}}
         for name, (types, non_null, lengths) in self._cols.items():
             col: dict[str, Any] = {"type": _type_name(types), "non_null": non_null[0]}
@@ -129,15 +131,17 @@ def resolve_text_field(records: Sequence[Record], text_field: str | None = None)
     cols = columns(records)
     if text_field is not None:
         if text_field not in cols:
-            raise DataError(f"text_field {text_field!r} is not a column; columns: {cols}")
+            raise DataError(f"text_field {text_field!r} is not a column; columns: {cols}",
+                            command_line=f"--text-field {text_field}: no such column; "
+                                         f"columns: {cols}")
         return text_field
     if "text" in cols:
         return "text"
     strs = [c for c in cols if all(isinstance(r.get(c), str) for r in records if c in r)]
     if len(strs) == 1:
         return strs[0]
-    raise DataError(f"cannot tell which column holds the text (string columns: {strs or 'none'});"
-                    " pass text_field=")
+    what = f"cannot tell which column holds the text (string columns: {strs or 'none'}); pass"
+    raise DataError(f"{what} text_field=", command_line=f"{what} --text-field COLUMN")
 
 
 def _split_sizes(n: int, split: dict[str, float]) -> dict[str, int]:

@@ -27,8 +27,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from llmos_jupyter.errors import DataError
 
 Record = dict[str, Any]
@@ -46,9 +44,10 @@ def infer_format(path: str | os.PathLike) -> str:
     """
     fmt = EXTENSIONS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise DataError(f"{path}: unknown data format {Path(path).suffix or '(no extension)'!r}; "
-                        f"supported: {', '.join(EXTENSIONS)} — or pass format= one of "
-                        f"{', '.join(FORMATS)}")
+        what = (f"{path}: unknown data format {Path(path).suffix or '(no extension)'!r}; "
+                f"supported: {', '.join(EXTENSIONS)} — or pass")
+        raise DataError(f"{what} format= one of {', '.join(FORMATS)}",
+                        command_line=f"{what} --format, one of {', '.join(FORMATS)}")
     return fmt
 
 
@@ -302,6 +301,9 @@ def _records_from_frame(frame: Any) -> list[Record]:
     bad = [c for c in frame.columns if not isinstance(c, str)]
     if bad:
         raise DataError(f"DataFrame column names must be strings, got {bad[0]!r}")
+    # Here, not at the top: catalog commands (`llmos list`) import this module and must
+    # start fast; a DataFrame means pandas, hence numpy, is already imported anyway.
+    import numpy as np
     import pandas as pd
 
     def clean(v: Any) -> Any:

@@ -161,9 +161,10 @@ class DatasetStore:
             if old is not None and old.sha256 == sha:
                 return old
             if old is not None and not replace:
+                what = f"dataset {name!r} already exists with other rows; pick another name or"
                 raise LLMOSError(
-                    f"dataset {name!r} already exists with other rows; pick another name "
-                    "or pass replace=True (--replace) to make this the new version"
+                    f"{what} pass replace=True to make this the new version",
+                    command_line=f"{what} add --replace to make this the new version",
                 )
             rec = DatasetRecord(
                 name=name, path=f"datasets/{name}/{sha}/{datafiles.SNAPSHOT_NAME}",
@@ -234,8 +235,8 @@ class DatasetStore:
         for n in names.values():
             check_name("dataset", n)
             if not replace and self._row(n) is not None:
-                raise LLMOSError(f"dataset {n!r} already exists; pick another name for the "
-                                 "prepared data or pass replace=True")
+                what = f"dataset {n!r} already exists; pick another name for the prepared data or"
+                raise LLMOSError(f"{what} pass replace=True", command_line=f"{what} add --replace")
         for part, n in names.items():
             if not result[part]:
                 raise LLMOSError(f"prep left no rows for {n!r}; loosen the filters or the split")

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmos_jupyter.errors import CheckpointError, LLMOSError, NotFoundError
+from llmos_jupyter.errors import CheckpointError, LLMOSError, NotFoundError, suggest
 from llmos_jupyter.store import sources
 from llmos_jupyter.store.catalog import Catalog, utc_now
 from llmos_jupyter.store.home import check_name, dir_size
@@ -129,7 +129,11 @@ class ModelStore:
         for a corrupt download. Interrupted at any point, the store holds no broken model.
         """
         if name not in sources.SOURCES:
-            raise NotFoundError("model", name, [*sources.SOURCES, *self.names()])
+            err = NotFoundError("model", name)
+            err.args = (f"cannot pull {name!r}{suggest(name, sources.SOURCES)}: the models "
+                        f"LLMOS can pull are {', '.join(sources.SOURCES)}; a local GGUF file "
+                        "or model directory is added with `llmos import NAME PATH`",)
+            raise err
         src = sources.SOURCES[name]
         with self.layout.name_lock("model", name):
             existing = self._row(name)
@@ -228,7 +232,7 @@ class ModelStore:
             try:
                 self._insert(rec, upsert=upsert)
             except BaseException:
-                # Files without a row would be invisible to `llmos rm`: take them back.
+                # Rows are what llmos rm lists: files without one would be left behind.
                 self.layout.discard(self.layout.models / name)
                 raise
         return rec
@@ -274,10 +278,10 @@ class ModelStore:
             dependents = [r[0] for r in self.catalog.query(
                 "SELECT name FROM models WHERE base = ? ORDER BY name", (name,))]
             if dependents and not cascade:
-                raise LLMOSError(
-                    f"cannot remove {name!r}: presets {', '.join(dependents)} are based on it; "
-                    "remove them first or pass cascade=True (--cascade) to remove them too"
-                )
+                what = (f"cannot remove {name!r}: presets {', '.join(dependents)} are based on "
+                        "it; remove them first or")
+                raise LLMOSError(f"{what} pass cascade=True to remove them too",
+                                 command_line=f"{what} add --cascade to remove them too")
             with self.catalog.transaction() as conn:
                 conn.execute("DELETE FROM models WHERE base = ?", (name,))
                 conn.execute("DELETE FROM models WHERE name = ?", (name,))

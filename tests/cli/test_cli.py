@@ -70,13 +70,6 @@ def test_import_verb(store_home, tmp_path, capsys):
     assert main(["rm", name]) == 0
 
 
-def test_run_model_prompt(store_home, capsys):
-    out = llmos_json(capsys, "run", MODEL, "The capital of France is", "--max-tokens", "6",
-                     "--temperature", "0")
-    assert "Paris" in out["text"]
-    assert out["usage"]["completion_tokens"] <= 6
-
-
 def test_data_verbs(store_home, tmp_path, capsys):
     src = tmp_path / "notes.csv"
     src.write_text("title,body\na,first note here\nb,second note here\nb,second note here\n")

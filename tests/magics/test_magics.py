@@ -34,10 +34,34 @@ def test_load_ext_imports_neither_torch_nor_triton():
 
 
 def test_help_lists_verbs(ip, capsys):
-    ip.run_line_magic("llmos", "help")
-    out = capsys.readouterr().out
+    out = ip.run_line_magic("llmos", "help").text()  # the cell's result, shown once
+    assert capsys.readouterr().out == ""
     for verb in ("pull", "load", "run", "data", "task", "runs", "dashboard", "playground"):
         assert verb in out
+    assert out.count("usage: %llmos") == 1
+
+
+def test_help_prints_once_in_magic_spelling(ip, capsys):
+    ip.run_line_magic("llmos", "list --help")
+    out = capsys.readouterr().out
+    assert out.count("usage:") == 1 and "usage: %llmos list" in out
+    assert ip.run_line_magic("llmos", "help data stats").text().count("usage:") == 1
+    ip.run_line_magic("llmos", "data")  # a group alone: its help
+    out = capsys.readouterr().out
+    assert out.count("usage:") == 1 and "usage: %llmos data" in out
+
+
+def test_hints_use_magic_spelling(ip, llmos_home, tmp_path):
+    with pytest.raises(UsageError, match="see `%llmos data list`"):
+        ip.run_line_magic("llmos", "data show nope")
+    with pytest.raises(UsageError, match=f"give a prompt: `%llmos run {MODEL} "):
+        ip.run_line_magic("llmos", f"run {MODEL}")  # a notebook has no stdin to chat on
+    llmos.datasets.add("dup", [{"text": "a"}])
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"text": "b"}\n')
+    with pytest.raises(UsageError, match="add --replace") as err:
+        ip.run_line_magic("llmos", f"data add dup {other}")
+    assert "=True" not in str(err.value)
 
 
 def test_usage_errors_are_usage_errors(ip):

@@ -102,8 +102,11 @@ def test_errors_name_the_problem(tiny):
     with pytest.raises(ConfigError, match="missing"):
         llmos.run("qa", context="x", model="tiny")
     llmos.datasets.add("cols", [{"body": "x"}])
-    with pytest.raises(DataError, match="--map text=body"):
+    with pytest.raises(DataError, match=r"map=\{'text': 'body'\}") as err:
         llmos.run("summarize", data="cols", model="tiny")
+    assert "--map text=body" in err.value.command_line  # what `llmos task run` prints
+    with pytest.raises(DataError, match="no column 'nosuchcol'"):
+        llmos.run("summarize", data="cols", map={"text": "nosuchcol"}, model="tiny")
     with pytest.raises(ConfigError, match="no input 'nope'"):
         llmos.run("summarize", data="cols", map={"text": "body", "nope": "body"}, model="tiny")
 

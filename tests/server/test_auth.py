@@ -68,8 +68,8 @@ def test_non_loopback_without_a_key_is_refused(default_store):
         [sys.executable, "-m", "llmos_jupyter.server.standalone", "--host", "0.0.0.0",
          "--port", "0"], cwd=REPO, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin", "LLMOS_HOME": str(default_store)})
-    assert done.returncode == 2
-    assert "refusing to listen on 0.0.0.0 without an API key" in done.stderr
+    assert done.returncode == 1
+    assert "error: refusing to listen on 0.0.0.0 without an API key" in done.stderr
 
 
 def test_loopback_without_a_key_is_open(default_store):
