@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from llmos_jupyter.errors import DataError
+from llmos_jupyter.errors import DataError, excerpt
 
 Record = dict[str, Any]
 
@@ -179,7 +179,7 @@ def _parse_json(text: str, name: str) -> list[Record]:
         lists = [k for k, v in obj.items() if isinstance(v, list)]
         if len(lists) != 1:
             raise DataError(f"{name}: expected a list of objects, or an object with exactly one "
-                            f"list field (found list fields: {lists or 'none'})")
+                            f"list field (found list fields: {excerpt(lists) if lists else 'none'})")
         obj = obj[lists[0]]
     if not isinstance(obj, list):
         raise DataError(f"{name}: expected a list of objects, got {type(obj).__name__}")
@@ -206,7 +206,7 @@ def _iter_delimited(path: Path, fmt: str) -> Iterator[Record]:
                 if dupes or "" in header:
                     raise DataError(f"{name} line {reader.line_num}: header has "
                                     f"{'duplicate' if dupes else 'empty'} column names "
-                                    f"{dupes or ''}".rstrip())
+                                    f"{excerpt(dupes) if dupes else ''}".rstrip())
                 continue
             if len(fields) != len(header):
                 raise DataError(f"{name} row {rows + 1} (line {reader.line_num}): "
@@ -288,7 +288,7 @@ def records_from(source: Any, format: str | None = None, *,
                 raise DataError(f"row {i}: expected a dict, got {type(item).__name__}")
             bad = [k for k in item if not isinstance(k, str)]
             if bad:
-                raise DataError(f"row {i}: keys must be strings, got {bad[0]!r}")
+                raise DataError(f"row {i}: keys must be strings, got {excerpt(bad[0])}")
             records.append(dict(item))
     else:
         raise DataError(f"cannot read data from a {type(source).__name__}; pass a file path, "
@@ -301,7 +301,7 @@ def records_from(source: Any, format: str | None = None, *,
 def _records_from_frame(frame: Any) -> list[Record]:
     bad = [c for c in frame.columns if not isinstance(c, str)]
     if bad:
-        raise DataError(f"DataFrame column names must be strings, got {bad[0]!r}")
+        raise DataError(f"DataFrame column names must be strings, got {excerpt(bad[0])}")
     import pandas as pd
 
     def clean(v: Any) -> Any:
