@@ -178,8 +178,9 @@ def _parse_json(text: str, name: str) -> list[Record]:
     if isinstance(obj, dict):
         lists = [k for k, v in obj.items() if isinstance(v, list)]
         if len(lists) != 1:
+            found = excerpt(lists) if lists else "none"
             raise DataError(f"{name}: expected a list of objects, or an object with exactly one "
-                            f"list field (found list fields: {excerpt(lists) if lists else 'none'})")
+                            f"list field (found list fields: {found})")
         obj = obj[lists[0]]
     if not isinstance(obj, list):
         raise DataError(f"{name}: expected a list of objects, got {type(obj).__name__}")
