@@ -147,7 +147,7 @@ def run(host: str, port: int, api_key: str | None, max_batch: int = 32,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m llmos_jupyter.server.standalone ARGS` = `llmos serve ARGS`."""
+    """The module run as a script: the same as the llmos serve verb with these arguments."""
     from llmos_jupyter.cli import main as cli_main
 
     return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])

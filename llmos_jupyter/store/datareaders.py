@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from llmos_jupyter.errors import DataError
+from llmos_jupyter.errors import DataError, excerpt
 
 Record = dict[str, Any]
 
@@ -177,8 +177,9 @@ def _parse_json(text: str, name: str) -> list[Record]:
     if isinstance(obj, dict):
         lists = [k for k, v in obj.items() if isinstance(v, list)]
         if len(lists) != 1:
+            found = excerpt(lists) if lists else "none"
             raise DataError(f"{name}: expected a list of objects, or an object with exactly one "
-                            f"list field (found list fields: {lists or 'none'})")
+                            f"list field (found list fields: {found})")
         obj = obj[lists[0]]
     if not isinstance(obj, list):
         raise DataError(f"{name}: expected a list of objects, got {type(obj).__name__}")
@@ -205,7 +206,7 @@ def _iter_delimited(path: Path, fmt: str) -> Iterator[Record]:
                 if dupes or "" in header:
                     raise DataError(f"{name} line {reader.line_num}: header has "
                                     f"{'duplicate' if dupes else 'empty'} column names "
-                                    f"{dupes or ''}".rstrip())
+                                    f"{excerpt(dupes) if dupes else ''}".rstrip())
                 continue
             if len(fields) != len(header):
                 raise DataError(f"{name} row {rows + 1} (line {reader.line_num}): "
@@ -287,7 +288,7 @@ def records_from(source: Any, format: str | None = None, *,
                 raise DataError(f"row {i}: expected a dict, got {type(item).__name__}")
             bad = [k for k in item if not isinstance(k, str)]
             if bad:
-                raise DataError(f"row {i}: keys must be strings, got {bad[0]!r}")
+                raise DataError(f"row {i}: keys must be strings, got {excerpt(bad[0])}")
             records.append(dict(item))
     else:
         raise DataError(f"cannot read data from a {type(source).__name__}; pass a file path, "
@@ -300,7 +301,7 @@ def records_from(source: Any, format: str | None = None, *,
 def _records_from_frame(frame: Any) -> list[Record]:
     bad = [c for c in frame.columns if not isinstance(c, str)]
     if bad:
-        raise DataError(f"DataFrame column names must be strings, got {bad[0]!r}")
+        raise DataError(f"DataFrame column names must be strings, got {excerpt(bad[0])}")
     # Here, not at the top: catalog commands (`llmos list`) import this module and must
     # start fast; a DataFrame means pandas, hence numpy, is already imported anyway.
     import numpy as np
