@@ -106,7 +106,11 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation {self.activation!r} is not one of {ACTIVATIONS}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a dict, not {type(self.extra).__name__}")
         if self.rope_scaling is not None:
+            if not isinstance(self.rope_scaling, dict):
+                raise ConfigError(f"rope_scaling must be a dict or None, not {self.rope_scaling!r}")
             check_rope_scaling(self.rope_scaling, self.head_dim)
 
     @property
@@ -168,7 +172,7 @@ ROPE_SCALING_KEYS = {
 def check_rope_scaling(scaling: dict[str, Any], head_dim: int) -> None:
     """Raise ConfigError unless `scaling` is a RoPE scaling rope.py applies."""
     kind = scaling.get("type")
-    if kind not in ROPE_SCALING_KEYS:
+    if not isinstance(kind, str) or kind not in ROPE_SCALING_KEYS:
         raise ConfigError(f"RoPE scaling type {kind!r} is not supported; supported: "
                           f"{sorted(ROPE_SCALING_KEYS)}")
     missing = [k for k in ROPE_SCALING_KEYS[kind] if k not in scaling]
