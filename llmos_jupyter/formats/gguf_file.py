@@ -31,8 +31,8 @@ SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 
 # Limits on the header, checked as each count is read, so a hostile count is refused
-# before any work or memory is spent on it. Real files are far below them: SmolLM2 has 39
-# keys and 273 tensors; Llama 3 has 128k tokens and 280k merges; Gemma 3 262k tokens.
+# before any work or memory is spent on it. Real files are far below them: SmolLM2 has 33
+# keys and 272 tensors; Llama 3 has 128k tokens and 280k merges; Gemma 3 262k tokens.
 MAX_KEYS = 1 << 16
 MAX_TENSORS = 1 << 16
 MAX_ARRAY_ITEMS = 1 << 21  # one metadata array

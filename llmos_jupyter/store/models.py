@@ -227,8 +227,9 @@ class ModelStore:
             self.layout.install(staged, self.layout.models / name)
             try:
                 self._insert(rec, upsert=upsert)
-            except BaseException:
-                # Files without a row would be invisible to `llmos rm`: take them back.
+            except Exception:
+                # Files without a row would be invisible to `llmos rm`: take them back. (An
+                # interrupt may land after the commit, so it leaves them, as a crash would.)
                 self.layout.discard(self.layout.models / name)
                 raise
         return rec
