@@ -69,9 +69,15 @@ def _field(gf: GGUFFile, key: str, default: Any = None, *, required: bool = Fals
     return default
 
 
+def _text(gf: GGUFFile, key: str) -> str | None:
+    """A free-form string fact (name, license) for `show`; None when absent or not text."""
+    value = gf.fields.get(key)
+    return value if isinstance(value, str) else None
+
+
 def _architecture(gf: GGUFFile) -> tuple[str, str, bool]:
     gguf_arch = _field(gf, "general.architecture", required=True)
-    if gguf_arch not in ARCHITECTURES:
+    if not isinstance(gguf_arch, str) or gguf_arch not in ARCHITECTURES:
         raise CheckpointError(
             f"{gf.path}: architecture {gguf_arch!r} is not supported; LLMOS runs "
             f"{sorted(ARCHITECTURES)} GGUF models"
@@ -319,7 +325,7 @@ def read_gguf(path: str | Path) -> Checkpoint:
             "LLMOS's Transformer does not have"
         )
     dominant, counts = _quantization(gf)
-    name = _field(gf, "general.name")
+    name = _text(gf, "general.name")
     cfg.extra.update(name=name, source_format="gguf", quantization=dominant)
     metadata = {
         "format": "gguf",
@@ -328,7 +334,7 @@ def read_gguf(path: str | Path) -> Checkpoint:
         "gguf_version": gf.version,
         "architecture": gguf_arch,
         "name": name,
-        "license": _field(gf, "general.license"),
+        "license": _text(gf, "general.license"),
         "quantization": dominant,
         "quantization_counts": counts,
     }
@@ -344,6 +350,8 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
     """
     gf = GGUFFile(path)
     gguf_arch = _field(gf, "general.architecture", required=True)
+    if not isinstance(gguf_arch, str):
+        raise CheckpointError(f"{gf.path}: general.architecture is not a string")
     p = gguf_arch + "."
     embd = gf.tensors.get("token_embd.weight")
     dominant, counts = _quantization(gf)
@@ -353,8 +361,8 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
         "file_size": gf.file_size,
         "architecture": gguf_arch,
         "supported": gguf_arch in ARCHITECTURES,
-        "name": _field(gf, "general.name"),
-        "license": _field(gf, "general.license"),
+        "name": _text(gf, "general.name"),
+        "license": _text(gf, "general.license"),
         "quantization": dominant,
         "quantization_counts": counts,
         "n_params": sum(t.n_elements for t in gf.tensors.values()),

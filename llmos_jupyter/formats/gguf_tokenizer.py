@@ -8,6 +8,10 @@ from typing import Any
 from llmos_jupyter.errors import CheckpointError
 from llmos_jupyter.formats.checkpoint import TokenizerSpec
 
+# llama.cpp's token types: 0 undefined, 1 normal, 2 unknown, 3 control, 4 user-defined,
+# 5 unused, 6 byte. Anything else is a corrupt table.
+TOKEN_TYPES = range(7)
+
 
 def _typed(fields: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str | Path,
            default: Any = None) -> Any:
@@ -64,6 +68,12 @@ def tokenizer_from_fields(fields: dict[str, Any], path: str | Path) -> Tokenizer
     if token_types is not None and len(token_types) != len(tokens):
         raise CheckpointError(
             f"{path}: {len(token_types)} token types for {len(tokens)} tokens; the file is corrupt"
+        )
+    bad = next((i for i, t in enumerate(token_types or ()) if t not in TOKEN_TYPES), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: token {bad} has type {token_types[bad]!r}, not one of GGUF's token types "
+            f"{list(TOKEN_TYPES)}; the file is corrupt"
         )
 
     def token_id(key: str) -> int | None:

@@ -33,9 +33,11 @@ LIMITS = {
     "ffn_dim": 1 << 18,
     "max_seq_len": 1 << 20,
 }
-# RoPE tables are float32 [max_seq_len, head_dim] (cos and sin, see rope.py), built at
-# load: at most 512 MiB each. A context of 2^32 - 1 would otherwise ask for 17+ GB.
-MAX_ROPE_TABLE = 1 << 27
+# RoPE tables are float32 [max_seq_len, head_dim] (cos and sin, see rope.py), built for
+# the whole context at load, with ~4 more of that size while they are computed: at most
+# 128 MiB each (~0.6 GB at the peak). That admits Llama 3.1's 128k context at head_dim 128
+# (and 256k); a context of 2^32 - 1 would otherwise ask for 17+ GB.
+MAX_ROPE_TABLE = 1 << 25
 
 
 @dataclass
@@ -98,7 +100,9 @@ class ModelConfig:
         if self.arch == "llama" and self.max_seq_len * self.head_dim > MAX_ROPE_TABLE:
             raise ConfigError(
                 f"max_seq_len={self.max_seq_len} x head_dim={self.head_dim} needs RoPE tables "
-                f"of more than {MAX_ROPE_TABLE} floats each; the context length is implausible")
+                f"of more than {MAX_ROPE_TABLE} floats each, more than LLMOS builds (its "
+                f"tables cover the whole context): at most {MAX_ROPE_TABLE // self.head_dim} "
+                f"positions at this head_dim")
         self.norm_eps = _positive_float("norm_eps", self.norm_eps, below=1.0)
         self.rope_theta = _positive_float("rope_theta", self.rope_theta, at_least=1.0)
         for name in ("tie_embeddings", "qkv_bias"):
@@ -106,7 +110,11 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation {self.activation!r} is not one of {ACTIVATIONS}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a dict, not {type(self.extra).__name__}")
         if self.rope_scaling is not None:
+            if not isinstance(self.rope_scaling, dict):
+                raise ConfigError(f"rope_scaling must be a dict or None, not {self.rope_scaling!r}")
             check_rope_scaling(self.rope_scaling, self.head_dim)
 
     @property
@@ -168,7 +176,7 @@ ROPE_SCALING_KEYS = {
 def check_rope_scaling(scaling: dict[str, Any], head_dim: int) -> None:
     """Raise ConfigError unless `scaling` is a RoPE scaling rope.py applies."""
     kind = scaling.get("type")
-    if kind not in ROPE_SCALING_KEYS:
+    if not isinstance(kind, str) or kind not in ROPE_SCALING_KEYS:
         raise ConfigError(f"RoPE scaling type {kind!r} is not supported; supported: "
                           f"{sorted(ROPE_SCALING_KEYS)}")
     missing = [k for k in ROPE_SCALING_KEYS[kind] if k not in scaling]

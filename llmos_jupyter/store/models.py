@@ -231,8 +231,10 @@ class ModelStore:
             self.layout.install(staged, self.layout.models / name)
             try:
                 self._insert(rec, upsert=upsert)
-            except BaseException:
-                # Rows are what llmos rm lists: files without one would be left behind.
+            except Exception:
+                # Rows are what llmos rm lists: files without one would be left behind, so
+                # take them back. (An interrupt may land after the commit, so it leaves
+                # them, as a crash would.)
                 self.layout.discard(self.layout.models / name)
                 raise
         return rec

@@ -119,3 +119,13 @@ def test_tensor_layout_as_llama_cpp(tmp_path):
             parse(tmp_path, file(offset))
     with pytest.raises(CheckpointError, match=r"1 bytes follow the last tensor's data"):
         parse(tmp_path, file(32, tail_pad=17))
+
+
+def test_token_type_outside_gguf_types_is_refused(tmp_path):
+    data = write_tiny_gguf(tmp_path / "m.gguf").read_bytes()
+    kv = GGUFLayout(data).kv["tokenizer.ggml.token_type"]
+    at = kv.value_at + 4 + 8 + 4 * 300  # item type, count, then int32 items
+    data = data[:at] + struct.pack("<I", 0xD2000001) + data[at + 4 :]
+    (tmp_path / "f.gguf").write_bytes(data)
+    with pytest.raises(CheckpointError, match=r"token 300 has type -771751935, not one of"):
+        read_gguf(tmp_path / "f.gguf")

@@ -11,12 +11,14 @@ What each outcome means and whether it is allowed:
     accepted-same    imported; weights, config and tokenizer equal the          allowed
                      unmutated model's, and so is the greedy output
     accepted-changed imported; something used changed (weights, config or       allowed
-                     tokenizer), the model loads and generates without error
+                     tokenizer), the model loads, and generates or refuses the prompt
+                     with an LLMOSError (a context of 2 tokens cannot hold it)
     --- failures ---
     safety-net       refused only by the importer's catch-all (a reader raised some
                      other exception, e.g. a TypeError, that the catch-all wrapped)
     exception        the import raised something that is not an LLMOSError
-    unloadable       imported (registered), but load or generation then failed
+    unloadable       imported (registered), but load failed, or generation raised
+                     something other than an LLMOSError
     same-but-differs weights, config and tokenizer equal the original's, output not
     header-changed-weights  the edits lie wholly in the header (metadata, tensor table)
                      yet the accepted model's weights differ: a table entry was silently
@@ -65,18 +67,22 @@ def fingerprint(model_dir: Path) -> dict[str, str]:
     }
 
 
-def greedy_ids(model_dir: Path) -> list[int]:
-    """Load a native model as the runtime does (auto weight mode: our ggml kernel for
-    block weights) and return its greedy completion of PROMPT."""
-    from llmos_jupyter.engine.generate import generate
-    from llmos_jupyter.engine.params import GenerationParams
+def load(model_dir: Path) -> tuple[Any, Any]:
+    """(model, tokenizer) of a native model, loaded as the runtime does (auto weight
+    mode: our ggml kernel for block weights)."""
     from llmos_jupyter.formats.native import read_native
     from llmos_jupyter.model.loading import build_model
     from llmos_jupyter.tokenizer import Tokenizer
 
     ckpt = read_native(model_dir)
-    model = build_model(ckpt, device="cpu", dtype="auto")
-    tokenizer = Tokenizer.from_spec(ckpt.tokenizer)
+    return build_model(ckpt, device="cpu", dtype="auto"), Tokenizer.from_spec(ckpt.tokenizer)
+
+
+def greedy_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The model's greedy completion of PROMPT (NEW_TOKENS ids)."""
+    from llmos_jupyter.engine.generate import generate
+    from llmos_jupyter.engine.params import GenerationParams
+
     params = GenerationParams(max_tokens=NEW_TOKENS, temperature=0, ignore_eos=True)
     return generate(model, tokenizer, [tokenizer.encode(PROMPT)], params)[0].token_ids
 
@@ -105,7 +111,11 @@ def attempt(data: bytes, workdir: Path, name: str) -> dict[str, Any]:
         model_dir = store.model_dir(name)
         try:
             fp = fingerprint(model_dir)
-            ids = greedy_ids(model_dir)
+            model, tokenizer = load(model_dir)  # a registered model must load: no excuses
+            try:
+                ids: list[int] | str = greedy_ids(model, tokenizer)
+            except LLMOSError as exc:  # a clean refusal of the prompt, e.g. by a tiny context
+                ids = f"{type(exc).__name__}: {exc}"[:400]
         except Exception:
             return {"outcome": "unloadable", "error": traceback.format_exc()[-1500:]}
         finally:
@@ -167,7 +177,7 @@ def classify(result: dict[str, Any], baseline: dict[str, Any], header_only: bool
     if outcome != "accepted":
         return outcome
     same = result["fingerprint"] == baseline["fingerprint"]
-    if same:
+    if same:  # (a refused prompt, ids as an error text, differs from the baseline's ids)
         return "accepted-same" if result["ids"] == baseline["ids"] else "same-but-differs"
     if header_only and result["fingerprint"]["weights"] != baseline["fingerprint"]["weights"]:
         return "header-changed-weights"

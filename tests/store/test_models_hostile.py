@@ -76,6 +76,18 @@ def test_dims_overflowing_int64_are_refused(models, tiny, tmp_path, dims):
     assert str(math.prod(dims)) in str(err)
 
 
+def test_files_are_taken_back_when_the_catalog_insert_fails(models, tiny, tmp_path):
+    # Defect 2 once failed at the INSERT and left models/<name> behind, which `llmos rm`
+    # cannot see. A trigger makes the real insert fail the same way.
+    with models.catalog.transaction() as conn:
+        conn.execute("CREATE TRIGGER no_insert BEFORE INSERT ON models "
+                     "BEGIN SELECT RAISE(ABORT, 'insert refused for the test'); END")
+    with pytest.raises(Exception, match="insert refused for the test"):
+        models.import_model("bad", write(tmp_path, tiny, "good.gguf"))
+    assert not (models.catalog.home / "models" / "bad").exists()
+    assert not list((models.catalog.home / "tmp").glob("stage-*"))
+
+
 # -- defect 3: absurd hyper-parameters -------------------------------------------------------
 
 
@@ -100,6 +112,9 @@ def test_absurd_gguf_hyper_parameters_are_refused(models, tiny, tmp_path, key, v
     ({"max_position_embeddings": 1e12}, r"max_seq_len must be an integer, not 1000000000000.0"),
     ({"max_position_embeddings": 10**12}, r"max_seq_len=1000000000000 is outside"),
     ({"max_position_embeddings": -5}, r"max_seq_len=-5 is outside"),
+    # Within the plain bound, but RoPE tables of 2^20 x 128 floats (512 MiB each).
+    ({"max_position_embeddings": 2**20, "head_dim": 128},
+     r"at most 262144 positions at this head_dim"),
     ({"vocab_size": 512.0}, r"vocab_size must be an integer, not 512.0"),
     ({"num_hidden_layers": True}, r"n_layers must be an integer, not True"),
     ({"rms_norm_eps": "1e-5"}, r"norm_eps must be a number, not '1e-5'"),
