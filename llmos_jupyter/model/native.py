@@ -1,11 +1,15 @@
 """Build and load LLMOS's native CPU kernels (csrc/llmos_native.cpp) with ctypes.
 
-The kernels are plain C++ with no torch headers, so `g++ -O3 -march=native -fopenmp`
+The kernels are plain C++ with no torch headers, so `g++ -O3 -march=native -pthread`
 builds them in ~1-2 s (torch's cpp_extension took 1-1.5 min, an unacceptable first-load
 delay). The library is cached under ~/.cache/llmos/kernels/<hash>/ where the hash covers
 the sources, the flags, the compiler and the CPU's feature flags, so a changed source or
 a different machine never loads a stale build; it is written to a temporary name and
 renamed, so concurrent builders never see a half-written file.
+
+Threads: the kernels run on their own small pool (csrc/pool.h), not OpenMP, whose
+spinning barriers made decode collapse when other processes kept the cores busy; so the
+library links no OpenMP runtime beside torch's. `threads()` says how many a call may use.
 
 Callers pass raw pointers (`tensor.data_ptr()`); a ctypes call costs ~1-2 us, fine for
 the one call per decode step of the fused path. `build()` warms the cache (`make install`
@@ -27,13 +31,17 @@ from pathlib import Path
 
 import torch
 
+from llmos_jupyter.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("llmos_native.cpp", "gemv.h", "attention.h", "vmath.h")
+SOURCES = ("llmos_native.cpp", "gemv.h", "attention.h", "vmath.h", "pool.h")
 # -ffp-contract=off: no FMAs the source did not ask for, so RMSNorm / RoPE round like
 # torch's separate ops (the GEMV kernels use explicit FMAs where they are exact).
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-shared", "-fPIC")
+# -std=c++20: pool.h's sleeping waits off Linux (std::atomic::wait); Linux uses futexes.
+FLAGS = ("-O3", "-march=native", "-std=c++20", "-pthread", "-ffp-contract=off", "-shared",
+         "-fPIC")
 ABI_VERSION = 1
 KINDS = {"F32": 0, "Q4_0": 1, "Q4_1": 2, "Q8_0": 3}
 
@@ -156,9 +164,27 @@ def available() -> bool:
         return False
 
 
+THREADS_ENV = "LLMOS_NUM_THREADS"
+
+
 def threads() -> int:
-    """Threads the kernels use: torch's setting, so `torch.set_num_threads` governs both."""
-    return torch.get_num_threads()
+    """Threads a kernel call may use (the caller's included): $LLMOS_NUM_THREADS when set,
+    else torch's setting, so `torch.set_num_threads` governs both.
+
+    Raises ConfigError when LLMOS_NUM_THREADS is not a positive integer.
+    """
+    value = os.environ.get(THREADS_ENV)
+    if value is None or not value.strip():
+        return torch.get_num_threads()
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{THREADS_ENV}={value!r} is not a positive integer; set it to the "
+                          f"number of threads the native kernels may use (e.g. 2), or unset it "
+                          f"to follow torch.get_num_threads()")
+    return n
 
 
 def gemv(A: Mat, x: torch.Tensor) -> torch.Tensor:

@@ -271,7 +271,7 @@ inline void dequant_slice(const Mat& A, int n, int k0, int kl, float* buf) {
 }
 
 // Per-thread scratch of at least n floats, 64-byte aligned (a 32-byte load that straddles
-// two cache lines costs two). Grows, never shrinks; one per OpenMP thread.
+// two cache lines costs two). Grows, never shrinks; one per thread.
 inline float* scratch(size_t n) {
   static thread_local std::vector<float> buf;
   if (buf.size() < n + 16) buf.resize(n + 16);
@@ -355,26 +355,43 @@ inline void gemv_batch_tile(const Mat& A, int t, const float* x, int M, float* y
   }
 }
 
-// All rows, shared among the threads of the enclosing OpenMP parallel region (an orphaned
-// `omp for`: its implicit barrier ends the product for everyone). Guided scheduling: big
-// contiguous chunks first (prefetch-friendly), small ones last, so a core slowed by a
-// neighbour's process does not hold the other at the barrier (measured a few % over
-// static). Each row is computed by one thread, so results never depend on the split.
-inline void gemv_shared(const Mat& A, const float* x, int M, float* y, int ldy,
-                        bool accumulate) {
-#define LLMOS_TILES(KIND)                                                  \
-  _Pragma("omp for schedule(guided, 4)")                                  \
-  for (int t = 0; t < tiles<KIND>(A, M); ++t) {                           \
-    if (M > 1)                                                            \
-      gemv_batch_tile<KIND>(A, t, x, M, y, ldy, accumulate);              \
-    else                                                                  \
-      gemv_tile<KIND>(A, t, x, y, accumulate);                            \
+// Tiles [t0, t1) of y = x W^T for M x rows (one row: gemv_tile; several: the batch kernels).
+template <int KIND>
+inline void gemv_tiles(const Mat& A, int t0, int t1, const float* x, int M, float* y, int ldy,
+                       bool accumulate) {
+  for (int t = t0; t < t1; ++t) {
+    if (M > 1)
+      gemv_batch_tile<KIND>(A, t, x, M, y, ldy, accumulate);
+    else
+      gemv_tile<KIND>(A, t, x, y, accumulate);
   }
+}
+
+// Tiles per chunk a thread claims: about 16k multiply-adds (~1 us), so claiming costs
+// little beside the work, and a chunk held by a descheduled thread is small.
+inline int gemv_grain(const Mat& A, int M) {
+  const int64_t per_tile = int64_t(M > 1 ? BATCH_ROWS : 2) * A.K * M;
+  const int64_t g = 16384 / (per_tile > 0 ? per_tile : 1);
+  return g < 1 ? 1 : int(g);
+}
+
+// All rows, shared among the team's threads (pool.h). Each row is computed by one thread,
+// with the same arithmetic whoever it is, so results never depend on the split.
+template <int KIND, class Team>
+inline void gemv_parallel_kind(Team& team, const Mat& A, const float* x, int M, float* y,
+                               int ldy, bool accumulate) {
+  team.for_each(tiles<KIND>(A, M), gemv_grain(A, M), [&](int t0, int t1) {
+    gemv_tiles<KIND>(A, t0, t1, x, M, y, ldy, accumulate);
+  });
+}
+
+template <class Team>
+inline void gemv_parallel(Team& team, const Mat& A, const float* x, int M, float* y, int ldy,
+                          bool accumulate) {
   switch (A.kind) {
-    case F32: LLMOS_TILES(F32) break;
-    case Q4_0: LLMOS_TILES(Q4_0) break;
-    case Q4_1: LLMOS_TILES(Q4_1) break;
-    default: LLMOS_TILES(Q8_0) break;
+    case F32: return gemv_parallel_kind<F32>(team, A, x, M, y, ldy, accumulate);
+    case Q4_0: return gemv_parallel_kind<Q4_0>(team, A, x, M, y, ldy, accumulate);
+    case Q4_1: return gemv_parallel_kind<Q4_1>(team, A, x, M, y, ldy, accumulate);
+    default: return gemv_parallel_kind<Q8_0>(team, A, x, M, y, ldy, accumulate);
   }
-#undef LLMOS_TILES
 }

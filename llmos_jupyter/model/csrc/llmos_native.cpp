@@ -4,20 +4,21 @@
 //   llmos_gemv         y = x W^T (+ b) for dense float32 or GGML-block W (gemv.h)
 //   llmos_dequantize   the float32 weight of GGML blocks (for prefill's BLAS matmul)
 //   llmos_rms_norm     RMSNorm rows
-//   llmos_decode_step  one whole decode step of a Llama-family model for B sequences,
-//                      inside ONE OpenMP parallel region: embedding -> 30 x (rmsnorm, qkv,
-//                      rope, cache write, GQA attention, o-proj + residual, rmsnorm,
-//                      gate/up, silu*up, down + residual) -> rmsnorm -> LM head.
-//                      Eager torch spends ~15 small ops per layer here; this spends one
-//                      call per token and a barrier between dependent steps.
+//   llmos_decode_step  one whole decode step of a Llama-family model for B sequences:
+//                      embedding -> 30 x (rmsnorm, qkv, rope, cache write, GQA attention,
+//                      o-proj + residual, rmsnorm, gate/up, silu*up, down + residual) ->
+//                      rmsnorm -> LM head. Eager torch spends ~15 small ops per layer
+//                      here; this spends one call per token, the calling thread driving
+//                      the pool's threads through one parallel loop per dependent step.
 // All math is float32, written to follow the torch reference path (transformer.py).
-#include <omp.h>
-
+// Threads come from pool.h (not OpenMP: see there why); n_threads arguments are the most
+// threads a call may use, the caller's included.
 #include <cmath>
 #include <cstring>
 
 #include "attention.h"
 #include "gemv.h"
+#include "pool.h"
 #include "vmath.h"
 
 extern "C" {
@@ -67,26 +68,29 @@ extern "C" {
 
 // y [M, N] = x [M, K] W^T (+ bias), on n_threads threads.
 void llmos_gemv(const Mat* A, const float* x, int M, float* y, int n_threads) {
-#pragma omp parallel num_threads(n_threads)
-  gemv_shared(*A, x, M, y, A->N, false);
+  pool::Team team(n_threads);
+  gemv_parallel(team, *A, x, M, y, A->N, false);
 }
 
 // w [N, K] = the float32 weight of A's blocks, rounded as gguf's numpy dequantizer does
 // (block_weights is exact; see gemv.h). Prefill multiplies this with BLAS, so it runs
 // once per prefill call and has to be quick: vectorized, ~3x the scalar loop it replaced.
 void llmos_dequantize(const Mat* A, float* w, int n_threads) {
-  const int64_t nb = int64_t(A->N) * (A->K / 32);
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (int64_t b = 0; b < nb; ++b) {
-    vec::V lo, hi;
-    switch (A->kind) {
-      case Q4_0: block_weights<Q4_0>(*A, b, lo, hi); break;
-      case Q4_1: block_weights<Q4_1>(*A, b, lo, hi); break;
-      default: block_weights<Q8_0>(*A, b, lo, hi); break;
+  // Items are weight rows (int: N is), each row's blocks b in [row*G, row*G + G).
+  const int64_t G = A->K / 32;
+  pool::Team team(n_threads);
+  team.for_each(A->N, 64, [&](int r0, int r1) {
+    for (int64_t b = r0 * G; b < r1 * G; ++b) {
+      vec::V lo, hi;
+      switch (A->kind) {
+        case Q4_0: block_weights<Q4_0>(*A, b, lo, hi); break;
+        case Q4_1: block_weights<Q4_1>(*A, b, lo, hi); break;
+        default: block_weights<Q8_0>(*A, b, lo, hi); break;
+      }
+      vec::store(w + b * 32, lo);
+      vec::store(w + b * 32 + 16, hi);
     }
-    vec::store(w + b * 32, lo);
-    vec::store(w + b * 32 + 16, hi);
-  }
+  });
 }
 
 void llmos_rms_norm(const float* x, const float* w, int M, int K, float eps, float* y) {
@@ -118,19 +122,29 @@ int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64
   float* ff = att + B * Hq * D;    // [B, 2F] gate | up
   float* act = ff + B * 2 * F;     // [B, F]
   float* scores = act + B * F;     // [B*Hq, S]
-#pragma omp parallel num_threads(n_threads)
-  {
-#pragma omp for schedule(static)
-    for (int b = 0; b < B; ++b)
-      std::memcpy(x + b * dim, md->embed + size_t(tokens[b]) * dim, sizeof(float) * dim);
-    for (int l = 0; l < md->n_layers; ++l) {
-      const Layer& L = md->layers[l];
-#pragma omp for schedule(static)
-      for (int b = 0; b < B; ++b) rms_norm_row(x + b * dim, L.attn_norm, dim, md->eps, h + b * dim);
-      gemv_shared(L.wqkv, h, B, qkv, QKV, false);
-      // RoPE on q and k heads; k and v heads go to the cache at their row's position.
-#pragma omp for schedule(static)
-      for (int t = 0; t < B * (Hq + 2 * Hkv); ++t) {
+  // Loops of fewer items than their grain run on the calling thread (at batch 1: the
+  // norms, RoPE and SiLU), so a step wakes the other threads only for the products and,
+  // once the context is long, attention.
+  constexpr int ROW_GRAIN = 16, ROPE_GRAIN = 64, SILU_GRAIN = 16;
+  int64_t longest = 1;
+  for (int b = 0; b < B; ++b) longest = positions[b] + 1 > longest ? positions[b] + 1 : longest;
+  // Heads per chunk: about 512 cached positions of work.
+  const int attn_grain = longest >= 512 ? 1 : int(512 / longest);
+  pool::Team team(n_threads);
+  for (int b = 0; b < B; ++b)
+    std::memcpy(x + b * dim, md->embed + size_t(tokens[b]) * dim, sizeof(float) * dim);
+  const auto norm_rows = [&](const float* w) {
+    team.for_each(B, ROW_GRAIN, [&](int b0, int b1) {
+      for (int b = b0; b < b1; ++b) rms_norm_row(x + b * dim, w, dim, md->eps, h + b * dim);
+    });
+  };
+  for (int l = 0; l < md->n_layers; ++l) {
+    const Layer& L = md->layers[l];
+    norm_rows(L.attn_norm);
+    gemv_parallel(team, L.wqkv, h, B, qkv, QKV, false);
+    // RoPE on q and k heads; k and v heads go to the cache at their row's position.
+    team.for_each(B * (Hq + 2 * Hkv), ROPE_GRAIN, [&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) {
         const int b = t / (Hq + 2 * Hkv), head = t % (Hq + 2 * Hkv);
         const int64_t pos = positions[b];
         float* v = qkv + b * QKV + head * D;
@@ -141,33 +155,33 @@ int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64
           std::memcpy(cache + ((size_t(b) * Hkv + kv) * S + pos) * D, v, sizeof(float) * D);
         }
       }
-      // GQA: query head hq reads KV head hq / (Hq / Hkv).
-#pragma omp for schedule(static)
-      for (int t = 0; t < B * Hq; ++t) {
+    });
+    // GQA: query head hq reads KV head hq / (Hq / Hkv).
+    team.for_each(B * Hq, attn_grain, [&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) {
         const int b = t / Hq, hq = t % Hq, kv = hq / (Hq / Hkv);
         const size_t base = (size_t(b) * Hkv + kv) * S * D;
         attend_head(qkv + b * QKV + hq * D, L.k_cache + base, L.v_cache + base,
                     int(positions[b] + 1), D, scores + size_t(t) * S, att + b * Hq * D + hq * D);
       }
-      gemv_shared(L.wo, att, B, x, dim, true);
-#pragma omp for schedule(static)
-      for (int b = 0; b < B; ++b) rms_norm_row(x + b * dim, L.ffn_norm, dim, md->eps, h + b * dim);
-      gemv_shared(L.w_in, h, B, ff, 2 * F, false);
-      // silu(gate) * up in chunks of 256 (vectorized exp: a scalar expf per element was
-      // ~15 ms of a 16-row step).
-      const int chunks = (F + 255) / 256;
-#pragma omp for schedule(static)
-      for (int t = 0; t < B * chunks; ++t) {
+    });
+    gemv_parallel(team, L.wo, att, B, x, dim, true);
+    norm_rows(L.ffn_norm);
+    gemv_parallel(team, L.w_in, h, B, ff, 2 * F, false);
+    // silu(gate) * up in chunks of 256 (vectorized exp: a scalar expf per element was
+    // ~15 ms of a 16-row step).
+    const int chunks = (F + 255) / 256;
+    team.for_each(B * chunks, SILU_GRAIN, [&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) {
         const int b = t / chunks, j = (t % chunks) * 256, n = F - j < 256 ? F - j : 256;
         const float* g = ff + size_t(b) * 2 * F + j;
         silu_mul(g, g + F, act + size_t(b) * F + j, n);
       }
-      gemv_shared(L.w_out, act, B, x, dim, true);
-    }
-#pragma omp for schedule(static)
-    for (int b = 0; b < B; ++b) rms_norm_row(x + b * dim, md->final_norm, dim, md->eps, h + b * dim);
-    gemv_shared(md->head, h, B, logits, md->vocab, false);
+    });
+    gemv_parallel(team, L.w_out, act, B, x, dim, true);
   }
+  norm_rows(md->final_norm);
+  gemv_parallel(team, md->head, h, B, logits, md->vocab, false);
   return 0;
 }
 
