@@ -11,6 +11,7 @@ valid inside the JSON.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 WHITESPACE = frozenset(b" \t\n\r")
@@ -198,9 +199,12 @@ class JsonConstraint:
         self.state.feed(self.token_bytes[token] or b"")
 
 
+_VOCAB_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def vocabulary_bytes(tokenizer) -> list[bytes | None]:  # noqa: ANN001 - our Tokenizer
     """Each id's bytes, None for special tokens (computed once per tokenizer)."""
-    cached = getattr(tokenizer, "_json_vocab_bytes", None)
+    cached = _VOCAB_BYTES.get(tokenizer)
     if cached is not None:
         return cached
     special = set(tokenizer.special_tokens.values()) | set(tokenizer.stop_ids)
@@ -213,5 +217,5 @@ def vocabulary_bytes(tokenizer) -> list[bytes | None]:  # noqa: ANN001 - our Tok
             out.append(tokenizer.token_bytes(i))
         except (KeyError, ValueError):
             out.append(None)
-    tokenizer._json_vocab_bytes = out
+    _VOCAB_BYTES[tokenizer] = out
     return out
