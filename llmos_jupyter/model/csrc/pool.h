@@ -46,6 +46,8 @@ namespace pool {
 #endif
 constexpr int64_t SPIN_NS = LLMOS_SPIN_NS;
 constexpr int MAX_THREADS = 256;
+// The next-item value of a loop closed to claims (above any loop's item count).
+constexpr uint64_t CLOSED = 0x7fffffff;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -99,16 +101,20 @@ class Pool {
   void run(int n, int grain, int threads, Body body, const void* ctx) {
     threads = add_workers(threads - 1) + 1;
     if (threads <= 1 || n <= grain) return body(ctx, 0, n);
-    // Publish. No worker reads these fields until the new generation is visible, and
-    // none writes to the loop before: the last loop's items are all done.
-    n_.store(n, std::memory_order_relaxed);
-    grain_.store(grain, std::memory_order_relaxed);
-    threads_.store(threads, std::memory_order_relaxed);
-    body_.store(body, std::memory_order_relaxed);
+    const uint32_t gen = ++generation_;
+    // Close the last loop to claims before its fields change: a worker that read its
+    // (generation, next item) may be about to compare the item with n_, and must not
+    // claim past the last loop's end because it saw this loop's larger n_ (it did, and
+    // hung the caller on a done_ count that overshot). Any worker that sees a field
+    // written below (release/acquire) then fails its exchange on this value.
+    next_.store(uint64_t(gen) << 32 | CLOSED, std::memory_order_relaxed);
+    n_.store(n, std::memory_order_release);
+    grain_.store(grain, std::memory_order_release);
+    threads_.store(threads, std::memory_order_release);
+    body_.store(body, std::memory_order_relaxed);  // read only by holders of a claim
     ctx_.store(ctx, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    const uint32_t gen = ++generation_;
-    next_.store(uint64_t(gen) << 32, std::memory_order_release);
+    next_.store(uint64_t(gen) << 32, std::memory_order_release);  // open
     published_.store(gen);  // seq_cst: pairs with the sleepers_ count (see await_loop)
     if (sleepers_.load() > 0) wake_all(published_);
     work(gen);
@@ -145,17 +151,17 @@ class Pool {
     uint64_t s = next_.load(std::memory_order_acquire);
     for (;;) {
       if (uint32_t(s >> 32) != gen) return false;
-      // While next_ still reads (gen, i < n) the loop cannot end, so these fields belong
-      // to it; if it moved on, the exchange below fails and nothing read here is used.
-      n = n_.load(std::memory_order_relaxed);
+      // If these reads see the next loop's fields, run() closed this loop first, and the
+      // exchange below fails: a successful claim used this loop's fields.
+      n = n_.load(std::memory_order_acquire);
       const int i = int(uint32_t(s));
       if (i >= n) return false;
       // Guided: big chunks first (fewer claims, longer streams for the prefetcher), small
       // ones at the end, so threads finish together and a descheduled thread that holds
       // a late chunk holds little.
-      const int threads = threads_.load(std::memory_order_relaxed);
+      const int threads = threads_.load(std::memory_order_acquire);
       int c = (n - i) / (2 * threads);
-      const int grain = grain_.load(std::memory_order_relaxed);
+      const int grain = grain_.load(std::memory_order_acquire);
       c = c < grain ? grain : c;
       c = c > n - i ? n - i : c;
       if (next_.compare_exchange_weak(s, s + uint64_t(c), std::memory_order_acq_rel,
