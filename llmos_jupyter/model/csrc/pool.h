@@ -185,10 +185,10 @@ class Pool {
     }
   }
 
-  // Wait for a loop newer than `seen`; return its generation.
-  uint32_t await_loop(uint32_t seen) {
+  // Wait for a loop newer than `seen` (spinning first if `spin`); return its generation.
+  uint32_t await_loop(uint32_t seen, bool spin) {
     uint32_t gen = seen;
-    if (spin_until([&] {
+    if (spin && spin_until([&] {
           return (gen = published_.load(std::memory_order_acquire)) != seen;
         }))
       return gen;
@@ -201,10 +201,12 @@ class Pool {
   }
 
   void worker(int id, uint32_t seen) {
-    for (;;) {
-      seen = await_loop(seen);
-      // Workers beyond this loop's thread count sit it out (torch.set_num_threads lowered).
-      if (id + 1 < threads_.load(std::memory_order_relaxed)) work(seen);
+    for (bool active = true;;) {
+      seen = await_loop(seen, active);
+      // Workers beyond this loop's thread count sit it out (the thread setting was
+      // lowered), and go back to sleep without spinning.
+      active = id + 1 < threads_.load(std::memory_order_relaxed);
+      if (active) work(seen);
     }
   }
 
