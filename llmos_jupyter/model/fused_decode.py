@@ -3,8 +3,9 @@
 Eager torch spends ~15 small ops per layer on a decode step (norms, RoPE, the cache
 scatter, SDPA, SiLU, residual adds) and each costs microseconds of dispatch; at batch 1
 that overhead was ~40% of a ggml-mode token. `llmos_decode_step` (csrc/llmos_native.cpp)
-runs the whole step — embedding, every layer, final norm, LM head — inside one OpenMP
-parallel region, reading the model's own tensors through raw pointers.
+runs the whole step — embedding, every layer, final norm, LM head — in one call, the
+calling thread driving the kernels' thread pool (csrc/pool.h) through one parallel loop
+per dependent step, reading the model's own tensors through raw pointers.
 
 It applies to Llama-family models (RMSNorm, RoPE, SwiGLU) whose activations are float32
 on CPU and whose projections are dense float32 (`nn.Linear`, `CastLinear`) or GGML blocks

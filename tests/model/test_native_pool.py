@@ -135,6 +135,30 @@ def test_concurrent_callers_each_get_their_own_result(monkeypatch):
     assert not errors
 
 
+def test_many_loops_of_changing_sizes_neither_hang_nor_differ(monkeypatch):
+    # Loops of different sizes back to back, threads oversubscribed so they are preempted
+    # at random points: a worker that read the last loop's state while the next loop's
+    # larger size was being published once claimed past the last loop's end and left the
+    # caller waiting forever (1 run in 3 of 40000 calls hung before the fix).
+    monkeypatch.setenv(native.THREADS_ENV, "7")
+    weights = [torch.randn(n, 64) for n in (600, 4800, 1200, 9600)]
+    mats = [native.mat("F32", w) for w in weights]
+    x = torch.randn(1, 64)
+    want = [native.gemv(A, x) for A in mats]
+    bad: list[int] = []
+
+    def calls() -> None:
+        for i in range(20000):
+            if not torch.equal(native.gemv(mats[i % 4], x), want[i % 4]):
+                bad.append(i)
+
+    t = threading.Thread(target=calls, daemon=True)  # daemon: a hang must not block exit
+    t.start()
+    t.join(timeout=300)
+    assert not t.is_alive(), "a kernel call hung"
+    assert not bad
+
+
 def _child_gemv(w, bias, x, want, q) -> None:
     A = native.mat("F32", w, bias=bias)
     q.put(torch.equal(native.gemv(A, x), want))

@@ -46,6 +46,8 @@ namespace pool {
 #endif
 constexpr int64_t SPIN_NS = LLMOS_SPIN_NS;
 constexpr int MAX_THREADS = 256;
+// The next-item value of a loop closed to claims (above any loop's item count).
+constexpr uint64_t CLOSED = 0x7fffffff;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -99,16 +101,20 @@ class Pool {
   void run(int n, int grain, int threads, Body body, const void* ctx) {
     threads = add_workers(threads - 1) + 1;
     if (threads <= 1 || n <= grain) return body(ctx, 0, n);
-    // Publish. No worker reads these fields until the new generation is visible, and
-    // none writes to the loop before: the last loop's items are all done.
-    n_.store(n, std::memory_order_relaxed);
-    grain_.store(grain, std::memory_order_relaxed);
-    threads_.store(threads, std::memory_order_relaxed);
-    body_.store(body, std::memory_order_relaxed);
+    const uint32_t gen = ++generation_;
+    // Close the last loop to claims before its fields change: a worker that read its
+    // (generation, next item) may be about to compare the item with n_, and must not
+    // claim past the last loop's end because it saw this loop's larger n_ (it did, and
+    // hung the caller on a done_ count that overshot). Any worker that sees a field
+    // written below (release/acquire) then fails its exchange on this value.
+    next_.store(uint64_t(gen) << 32 | CLOSED, std::memory_order_relaxed);
+    n_.store(n, std::memory_order_release);
+    grain_.store(grain, std::memory_order_release);
+    threads_.store(threads, std::memory_order_release);
+    body_.store(body, std::memory_order_relaxed);  // read only by holders of a claim
     ctx_.store(ctx, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    const uint32_t gen = ++generation_;
-    next_.store(uint64_t(gen) << 32, std::memory_order_release);
+    next_.store(uint64_t(gen) << 32, std::memory_order_release);  // open
     published_.store(gen);  // seq_cst: pairs with the sleepers_ count (see await_loop)
     if (sleepers_.load() > 0) wake_all(published_);
     work(gen);
@@ -145,17 +151,17 @@ class Pool {
     uint64_t s = next_.load(std::memory_order_acquire);
     for (;;) {
       if (uint32_t(s >> 32) != gen) return false;
-      // While next_ still reads (gen, i < n) the loop cannot end, so these fields belong
-      // to it; if it moved on, the exchange below fails and nothing read here is used.
-      n = n_.load(std::memory_order_relaxed);
+      // If these reads see the next loop's fields, run() closed this loop first, and the
+      // exchange below fails: a successful claim used this loop's fields.
+      n = n_.load(std::memory_order_acquire);
       const int i = int(uint32_t(s));
       if (i >= n) return false;
       // Guided: big chunks first (fewer claims, longer streams for the prefetcher), small
       // ones at the end, so threads finish together and a descheduled thread that holds
       // a late chunk holds little.
-      const int threads = threads_.load(std::memory_order_relaxed);
+      const int threads = threads_.load(std::memory_order_acquire);
       int c = (n - i) / (2 * threads);
-      const int grain = grain_.load(std::memory_order_relaxed);
+      const int grain = grain_.load(std::memory_order_acquire);
       c = c < grain ? grain : c;
       c = c > n - i ? n - i : c;
       if (next_.compare_exchange_weak(s, s + uint64_t(c), std::memory_order_acq_rel,
@@ -179,10 +185,10 @@ class Pool {
     }
   }
 
-  // Wait for a loop newer than `seen`; return its generation.
-  uint32_t await_loop(uint32_t seen) {
+  // Wait for a loop newer than `seen` (spinning first if `spin`); return its generation.
+  uint32_t await_loop(uint32_t seen, bool spin) {
     uint32_t gen = seen;
-    if (spin_until([&] {
+    if (spin && spin_until([&] {
           return (gen = published_.load(std::memory_order_acquire)) != seen;
         }))
       return gen;
@@ -195,10 +201,12 @@ class Pool {
   }
 
   void worker(int id, uint32_t seen) {
-    for (;;) {
-      seen = await_loop(seen);
-      // Workers beyond this loop's thread count sit it out (torch.set_num_threads lowered).
-      if (id + 1 < threads_.load(std::memory_order_relaxed)) work(seen);
+    for (bool active = true;;) {
+      seen = await_loop(seen, active);
+      // Workers beyond this loop's thread count sit it out (the thread setting was
+      // lowered), and go back to sleep without spinning.
+      active = id + 1 < threads_.load(std::memory_order_relaxed);
+      if (active) work(seen);
     }
   }
 
