@@ -123,7 +123,11 @@ def build_examples(
             if not isinstance(text, str):
                 raise DataError(f"dataset {name!r} row {i}: field {fields.text!r} is "
                                 f"{type(text).__name__}, not text")
-            stream += encode_text(text) + ([eos_id] if eos_id is not None else [])
+            if text.strip():  # blank documents teach nothing but EOS
+                stream += encode_text(text) + ([eos_id] if eos_id is not None else [])
+        if len(stream) < 2:
+            raise DataError(f"dataset {name!r} has no text to learn from: its "
+                            f"{fields.text!r} fields are empty or blank")
         # Packed chunks of seq_len inputs; chunk k's last target is chunk k+1's first input.
         for start in range(0, max(len(stream) - 1, 0), seq_len):
             window = stream[start:start + seq_len + 1]

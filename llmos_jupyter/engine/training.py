@@ -14,11 +14,14 @@ accumulation N * A. DistributedDataParallel averages the gradients; rank 0 write
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -166,6 +169,7 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self.tokens_seen = 0
         self.seconds = 0.0  # training time over all sessions (for tokens/s and ETA)
+        self._interrupt_pending = False
 
     # -- one step ----------------------------------------------------------------------
 
@@ -200,19 +204,21 @@ class Trainer:
             self.order.load_state_dict(before)
             raise
         grad_norm = None
-        if cfg.max_grad_norm:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm))
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        with _deferred_interrupt() as caught:  # an update is applied whole or not at all
+            if cfg.max_grad_norm:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+        self._interrupt_pending = bool(caught)
         if self.world > 1:  # the logged loss and tokens are the whole step's
             import torch.distributed as dist
 
             both = torch.tensor([float(total), float(tokens)], dtype=torch.float64)
             dist.all_reduce(both)
             total, tokens = both[0] / self.world, int(both[1])
-        self.step += 1
         dt = time.perf_counter() - t0
         self.seconds += dt
         self.tokens_seen += tokens
@@ -246,16 +252,22 @@ class Trainer:
         while self.step < cfg.steps:
             try:
                 m = self.train_step()
+                last = self.step == cfg.steps
+                if self.val_examples and (last or (cfg.eval_every
+                                                   and self.step % cfg.eval_every == 0)):
+                    m["val_loss"] = self.evaluate()
+                self.metrics.append(m)
+                if on_metrics is not None:
+                    on_metrics(m)
+                if self._interrupt_pending:  # Ctrl-C arrived during the update
+                    raise KeyboardInterrupt
             except KeyboardInterrupt:
+                # train_step rolls back an unfinished step, so the state is that of the
+                # last finished step, whose metrics are recorded.
+                if len(self.metrics) < self.step:
+                    self.metrics.append(m)
                 self._save_if(checkpoint_path)
                 raise Stopped(self.step, "interrupted") from None
-            last = self.step == cfg.steps
-            if self.val_examples and ((cfg.eval_every and self.step % cfg.eval_every == 0)
-                                      or last):
-                m["val_loss"] = self.evaluate()
-            self.metrics.append(m)
-            if on_metrics is not None:
-                on_metrics(m)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not last:
                 self._save_if(checkpoint_path)
             if should_stop is not None and not last and should_stop():
@@ -334,6 +346,22 @@ def _full_params(model: nn.Module) -> list[nn.Parameter]:
         raise ConfigError(f"{bad[0]} holds quantized weights that cannot train; load the "
                           "model with dtype='float32' to fine-tune it")
     return params
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[list[Any]]:
+    """Hold Ctrl-C (SIGINT) back during the block; the yielded list is non-empty after
+    if one arrived. Only the main thread receives signals (and may set handlers)."""
+    caught: list[Any] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None
+                      else signal.default_int_handler)
 
 
 class _nullcontext:
