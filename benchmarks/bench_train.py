@@ -31,7 +31,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_GGUF = REPO / ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+# The default model's GGUF where `make test` caches it (LLMOS_TEST_CACHE overrides .cache).
+DEFAULT_GGUF = (Path(os.environ.get("LLMOS_TEST_CACHE", REPO / ".cache"))
+                / "models/SmolLM2-135M-Instruct.Q4_1.gguf")
 RANK, ALPHA = 8, 16.0
 
 
@@ -184,7 +186,9 @@ def main() -> None:
                 [sys.executable, __file__, "--side", side, "--gguf", str(args.gguf),
                  "--targets", args.targets, "--steps", str(args.steps), "--batch",
                  str(args.batch), "--seq-len", str(args.seq_len), "--threads",
-                 str(args.threads)], env=env, capture_output=True, text=True, check=True)
+                 str(args.threads)], env=env, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
             res = json.loads(out.stdout.strip().splitlines()[-1])
             results[side].append(res)
             print(f"round {r + 1} {side:6s}: {res['tokens_per_s']:7.1f} tok/s  peak tensors "

@@ -76,21 +76,25 @@ class LoRALinear(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.base.bias
 
+    def _scaled_b(self) -> torch.Tensor:
+        """scale * every B placed at its rows and its A's columns: [out, parts * r], zero
+        elsewhere. Small (out x 16 for two parts of rank 8), so one matmul applies every
+        part without building [..., out] zeros for the rows no adapter touches."""
+        if len(self.parts) == 1 and self.parts[0] == (0, self.out_features):
+            return self.lora_B[0] * self.scale
+        r = self.rank
+        b = self.lora_B[0].new_zeros(self.out_features, len(self.parts) * r)
+        for i, (start, stop) in enumerate(self.parts):
+            b[start:stop, i * r:(i + 1) * r] = self.lora_B[i]
+        return b * self.scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)  # (..., out)
         low = F.linear(x, self.lora_A)  # (..., parts * r): every A in one matmul
-        r = self.rank
-        if len(self.parts) == 1 and self.parts[0] == (0, self.out_features):
-            return y + F.linear(low, self.lora_B[0]) * self.scale
-        pieces, at = [], 0
-        for i, (start, stop) in enumerate(self.parts):
-            if start > at:
-                pieces.append(y.new_zeros(*y.shape[:-1], start - at))
-            pieces.append(F.linear(low[..., i * r:(i + 1) * r], self.lora_B[i]))  # (..., n_i)
-            at = stop
-        if at < self.out_features:
-            pieces.append(y.new_zeros(*y.shape[:-1], self.out_features - at))
-        return y + torch.cat(pieces, dim=-1) * self.scale
+        # y + low @ (scale * B)^T in one addmm over the flattened rows.
+        out = torch.addmm(y.reshape(-1, self.out_features), low.reshape(-1, low.shape[-1]),
+                          self._scaled_b().t())
+        return out.view(y.shape)
 
     @torch.no_grad()
     def merged(self) -> nn.Linear:
