@@ -14,7 +14,7 @@ from llmos_jupyter.magics import load_ipython_extension, unload_ipython_extensio
 _API_NAMES = [
     "pull", "pullable", "import_model", "list_models", "show", "rm", "cp", "create", "load",
     "unload", "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
-    "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
+    "train", "evaluate", "eval_model", "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
 ]
 
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", "widgets",

@@ -21,6 +21,7 @@ from llmos_jupyter.runtime.task_runs import RunHandle, TaskResult, start_run
 __all__ = [
     "pull", "pullable", "import_model", "list_models", "show", "rm", "cp", "create", "load",
     "unload", "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
+    "train", "evaluate", "eval_model",
     "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
 ]
 
@@ -199,6 +200,100 @@ def run(
             limit=limit, params=params, background=background, inputs=inputs,
             on_progress=on_progress,
         )
+
+
+# ------------------------------------------------------------------ training
+def train(
+    model: str | LoadedModel,
+    data: str,
+    output: str | None = None,
+    *,
+    method: str = "lora",
+    steps: int = 100,
+    batch_size: int = 4,
+    seq_len: int = 512,
+    lr: float = 1e-4,
+    val_data: str | None = None,
+    text_field: str | None = None,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    device: str = "auto",
+    background: bool = True,
+    progress: bool | Callable[[dict[str, Any]], None] = False,
+    **options: Any,
+):
+    """Fine-tune `model` on dataset `data` into a new catalog model `output`.
+
+    method "lora" (rank/alpha/targets: lora_rank=8, lora_alpha=16, lora_targets=
+    ["q_proj", "v_proj"] or "all-linear") or "full". Data kinds: prompt/response fields
+    (instruction; loss on the answers), messages (chat), or one text column (packed
+    chunks); text_field / prompt_field / response_field override. More options:
+    warmup_steps, min_lr_ratio, weight_decay, max_grad_norm, grad_accum, seed,
+    checkpoint_every, eval_every (see engine.training.TrainConfig).
+    Returns a TrainHandle (`.wait()`, `.metrics`, `.progress`, `.cancel()`, `.model`);
+    background=False trains in the calling thread. progress=True shows a live loss plot
+    in a notebook (a line per step in a terminal), or pass a callback taking each step's
+    metrics. Raises (before any step) NotFoundError, ConfigError or DataError.
+    """
+    from llmos_jupyter.runtime.loss_plot import metrics_callback
+    from llmos_jupyter.runtime.training import build_spec, check_float_weights, start_training
+
+    if isinstance(model, LoadedModel):
+        check_float_weights(model)
+        model = model.name
+    if not isinstance(model, str):
+        raise ConfigError(f"model must be a name or a loaded model, got {type(model).__name__}")
+    _auto_pull(model)
+    spec = build_spec(
+        services(), model, data, output or f"{model}-tuned", method=method, val_data=val_data,
+        text_field=text_field, prompt_field=prompt_field, response_field=response_field,
+        device=device, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, **options)
+    on_metrics = metrics_callback(progress, spec["config"]["steps"], f"train {spec['output']}")
+    return start_training(services(), spec, background=background, on_metrics=on_metrics)
+
+
+def evaluate(
+    task: str,
+    *,
+    data: str,
+    label: str,
+    model: str | LoadedModel | None = None,
+    map: dict[str, str] | None = None,  # noqa: A002 - the documented keyword
+    limit: int | None = None,
+    params: dict[str, Any] | None = None,
+    progress: bool | Callable[[int, int], None] = False,
+):
+    """Accuracy of `task` on dataset `data` whose column `label` holds the right answers.
+
+    Runs the task over every row (a recorded run) and compares outputs with labels
+    (exact match, ignoring case, spacing and outer punctuation). Returns an EvalResult:
+    `.accuracy`, `.per_label` (label, n, correct, accuracy), `.failures`, `.to_dict()`.
+    """
+    from llmos_jupyter.runtime.evaluation import evaluate_task
+    from llmos_jupyter.runtime.progress import count_callback
+
+    on_progress = count_callback(progress, f"eval {task} on {data}")
+    return evaluate_task(services(), task, data, label, model=model, resolve_model=_model,
+                         mapping=map, limit=limit, params=params, on_progress=on_progress)
+
+
+def eval_model(
+    model: str | LoadedModel | None = None,
+    *,
+    data: str,
+    text_field: str | None = None,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    seq_len: int | None = None,
+    batch_size: int = 4,
+) -> dict[str, Any]:
+    """Mean next-token loss and perplexity of `model` on dataset `data` (the training data
+    kinds and masking: instruction data counts answer tokens only)."""
+    from llmos_jupyter.runtime.evaluation import evaluate_loss
+
+    return evaluate_loss(_model(model), data, services(), text_field=text_field,
+                         prompt_field=prompt_field, response_field=response_field,
+                         seq_len=seq_len, batch_size=batch_size)
 
 
 datasets = DatasetsAPI(services, _model)

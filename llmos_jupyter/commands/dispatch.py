@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from llmos_jupyter.commands import data, models, serve, tasks
+from llmos_jupyter.commands import data, models, serve, tasks, train
 from llmos_jupyter.commands.output import Output
 from llmos_jupyter.commands.table import CommandError, Context
 
@@ -35,6 +35,9 @@ HANDLERS: dict[str, Handler] = {
     "task_add": tasks.add,
     "task_rm": tasks.rm,
     "task_run": tasks.task_run,
+    "task_eval": train.task_eval,
+    "train": train.train,
+    "eval_model": train.eval_model,
     "runs_list": tasks.runs_list,
     "runs_show": tasks.runs_show,
     "runs_cancel": tasks.runs_cancel,

@@ -197,6 +197,30 @@ def build_parser(prog: str = "llmos", notebook: bool = False) -> argparse.Argume
     p.add_argument("name")
     _add_task_run_args(p, notebook)
 
+    p = _sub(tsubs, "eval", "task_eval",
+             "score a task against labelled data: accuracy, per label, failures")
+    p.add_argument("name")
+    p.add_argument("--data", required=True, help="dataset with the task's inputs and labels")
+    p.add_argument("--label", required=True, help="the column holding the right answers")
+    p.add_argument("--model", "-m", help="model to use (default: the task's, or the current)")
+    p.add_argument("--map", action="append", type=_kv, default=[], metavar="INPUT=COLUMN")
+    p.add_argument("--limit", type=int, help="only the first N rows")
+    _add_json(p)
+
+    # training and evaluation (handlers: commands/train.py)
+    from llmos_jupyter.commands.train import add_train_args
+
+    add_train_args(_sub(subs, "train", "train", "fine-tune a model (LoRA or full) on a dataset"))
+    p = _sub(subs, "eval", "eval_model", "a model's loss and perplexity on a dataset")
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+    p.add_argument("--text-field")
+    p.add_argument("--prompt-field")
+    p.add_argument("--response-field")
+    p.add_argument("--seq-len", type=int, help="longest example (default: the context)")
+    p.add_argument("--batch-size", type=int, default=4)
+    _add_json(p)
+
     # runs
     runs = _sub(subs, "runs", "help_runs", "run history: list, show, cancel, resume, export")
     rsubs = runs.add_subparsers(dest="runs_verb", metavar="RUNS_VERB", parser_class=_Parser)

@@ -1,4 +1,4 @@
-"""Cell verbs: `%%llmos generate`, `%%llmos chat`, `%%llmos task NAME`.
+"""Cell verbs: `%%llmos generate`, `%%llmos chat`, `%%llmos task NAME`, `%%llmos train`.
 
 The cell body is the prompt (or the task's YAML). `{var}` in a prompt is filled from the
 notebook's variables — names only, nothing else of Python — and `{{`/`}}` are braces.
@@ -16,11 +16,11 @@ from IPython.core.error import UsageError
 
 from llmos_jupyter.commands.table import CommandError, _add_sampling, _HelpShown, _Parser
 
-CELL_VERBS = ("generate", "chat", "task")
+CELL_VERBS = ("generate", "chat", "task", "train")
 
 
 def _cell_parser() -> argparse.ArgumentParser:
-    root = _Parser(prog="%%llmos", description="cell verbs: generate, chat, task NAME")
+    root = _Parser(prog="%%llmos", description="cell verbs: generate, chat, task NAME, train")
     subs = root.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for verb in ("generate", "chat"):
         p = subs.add_parser(verb, help=f"{verb} with the cell body as the prompt")
@@ -33,6 +33,10 @@ def _cell_parser() -> argparse.ArgumentParser:
             p.add_argument("--system", help="system prompt for a new conversation")
     p = subs.add_parser("task", help="define or update task NAME from the cell's YAML")
     p.add_argument("name")
+    p = subs.add_parser("train", help="fine-tune a model; the cell is YAML with llmos.train's "
+                        "keywords (model, data, output, steps, lr, ...)")
+    p.add_argument("-o", "--out", dest="out", metavar="VAR", help="store the run in VAR")
+    p.add_argument("--wait", action="store_true", help="block the cell until it ends")
     return root
 
 
@@ -56,9 +60,11 @@ def run_cell(magics: Any, argv: list[str], cell: str) -> Any:
     except CommandError as e:
         raise UsageError(str(e)) from None
     if args.verb is None:
-        raise UsageError("%%llmos needs a cell verb: generate, chat or task NAME")
+        raise UsageError("%%llmos needs a cell verb: generate, chat, task NAME or train")
     if args.verb == "task":
         return _task(args, cell)
+    if args.verb == "train":
+        return _train(magics, args, cell)
     return _generate(magics, args, cell)
 
 
@@ -112,3 +118,26 @@ def _task(args: argparse.Namespace, cell: str) -> Any:
 
     spec = api.tasks.add(args.name, cell)
     return Record(spec.to_dict(), title=f"task {args.name} (validated)", value=spec)
+
+
+def _train(magics: Any, args: argparse.Namespace, cell: str) -> Any:
+    """Start a training run from the cell's YAML, with a live loss plot under the cell."""
+    import yaml
+
+    from llmos_jupyter import api
+
+    try:
+        cfg = yaml.safe_load(cell) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"%%llmos train: the cell is not valid YAML ({e})") from None
+    if not isinstance(cfg, dict) or "model" not in cfg or "data" not in cfg:
+        raise UsageError("%%llmos train: the cell is YAML with at least `model:` and `data:`,"
+                         " e.g.\nmodel: smollm2-135m-instruct\ndata: pairs\nsteps: 60")
+    model, data = cfg.pop("model"), cfg.pop("data")
+    handle = api.train(model, data, cfg.pop("output", None), progress=True,
+                       background=not args.wait, **cfg)
+    if args.wait:
+        handle.wait()
+    if args.out:
+        magics.shell.user_ns[args.out] = handle
+    return handle

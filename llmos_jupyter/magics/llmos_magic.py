@@ -1,7 +1,7 @@
 """The %llmos line magic and %%llmos cell magic: parse, then dispatch.
 
 Line verbs are the CLI's verbs (one shared table, commands/table.py) plus notebook
-verbs; cell verbs are `generate`, `chat` and `task NAME`. Mistakes a user can fix are
+verbs; cell verbs are `generate`, `chat`, `task NAME` and `train`. Mistakes a user can fix are
 UsageErrors with a hint: the notebook shows the message, not a traceback.
 """
 

@@ -59,7 +59,8 @@ def nb_help(args: argparse.Namespace, ctx: Context) -> Output:
         text = h.text
         if not args.topic:
             text += ("\ncell verbs:\n  %%llmos generate [--max-tokens N] [--temperature T] [-o VAR]"
-                     "\n  %%llmos chat [--reset] [-o VAR]\n  %%llmos task NAME   (YAML spec body)")
+                     "\n  %%llmos chat [--reset] [-o VAR]\n  %%llmos task NAME   (YAML spec body)"
+                     "\n  %%llmos train [--wait] [-o VAR]   (YAML body: model, data, steps, ...)")
         return Message(text)
     return Message(parser.format_help())
 

@@ -217,6 +217,14 @@ class Transformer(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Causal logits for ids [B, T] -> float32 [B, T, V]; uses no cache."""
+        return self._head(self._blocks(ids))
+
+    def hidden_states(self, ids: torch.Tensor) -> torch.Tensor:
+        """The final-normed hidden states [B, T, dim] of ids [B, T], before the LM head
+        (training fuses the head with its loss: engine/loss.py)."""
+        return self.norm(self._blocks(ids))
+
+    def _blocks(self, ids: torch.Tensor) -> torch.Tensor:
         T = ids.shape[1]
         self._check_len(T)
         pos = torch.arange(T, device=ids.device)
@@ -224,7 +232,7 @@ class Transformer(nn.Module):
         cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]  # (T, 1, D)
         for layer in self.layers:
             x = layer(x, cos, sin)
-        return self._head(x)
+        return x
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor | None = None,
              ignore_index: int = -100) -> torch.Tensor:

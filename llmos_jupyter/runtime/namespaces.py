@@ -160,6 +160,10 @@ class RunsAPI:
         from llmos_jupyter.runtime.task_runs import RunHandle
 
         rec = self._services().runs.get(run_id)
+        if rec.kind == "train":
+            from llmos_jupyter.runtime.training import TrainHandle
+
+            return TrainHandle(self._services(), rec.id)
         return RunHandle(self._services(), rec.id)
 
     def cancel(self, run_id: str):
@@ -170,6 +174,14 @@ class RunsAPI:
         from llmos_jupyter.runtime.progress import count_progress
         from llmos_jupyter.runtime.task_runs import resume_run
 
+        rec = self._services().runs.get(run_id)
+        if rec.kind == "train":
+            from llmos_jupyter.runtime.loss_plot import metrics_callback
+            from llmos_jupyter.runtime.training import resume_training
+
+            on_metrics = metrics_callback(progress, rec.total, f"resume {rec.id}")
+            return resume_training(self._services(), run_id, background is not False,
+                                   on_metrics)
         with count_progress(progress, f"resume {run_id}",
                             foreground=background is False) as on_progress:
             return resume_run(self._services(), run_id, self._resolve, background, on_progress)

@@ -112,6 +112,9 @@ class ModelStore:
         presets = [r[0] for r in self.catalog.query(
             "SELECT name FROM models WHERE base = ? ORDER BY name", (real.name,))]
         info["presets"] = presets if rec.kind == "model" else []
+        lineage = _lineage(path)
+        if lineage:
+            info["lineage"] = lineage
         return info
 
     # -- writing models --------------------------------------------------------------------
@@ -162,14 +165,16 @@ class ModelStore:
             return rec
 
     def import_model(
-        self, name: str, path: str | Path, progress: Progress | None = None
+        self, name: str, path: str | Path, progress: Progress | None = None,
+        source: str | None = None,
     ) -> ModelRecord:
         """Add a local GGUF file, HF directory or native directory as model `name`.
 
         The checkpoint is validated first (header, tensor layout, hyper-parameters, the
-        tokenizer built once), then hashed and converted. Raises CheckpointError naming
-        the file if it cannot be read or could not be loaded later (the store is left
-        unchanged), LLMOSError if the name is taken or invalid.
+        tokenizer built once), then hashed and converted. `source` is recorded as where it
+        came from (default: the path; a training run gives "train:<run id>"). Raises
+        CheckpointError naming the file if it cannot be read or could not be loaded later
+        (the store is left unchanged), LLMOSError if the name is taken or invalid.
         """
         check_name("model", name)
         path = Path(path).expanduser()
@@ -178,7 +183,8 @@ class ModelStore:
         with self.layout.name_lock("model", name):
             self._check_free(name)
             return self._convert_and_install(
-                name, path, progress, sha256=None, source=str(path.resolve()), license=None,
+                name, path, progress, sha256=None, source=source or str(path.resolve()),
+                license=None,
             )
 
     def _check_free(self, name: str) -> None:
@@ -330,6 +336,18 @@ class ModelStore:
                 marks = ", ".join("?" * len(ModelRecord.COLUMNS))
                 conn.execute(f"INSERT INTO models ({cols}) VALUES ({marks})", rec.to_row())
         return rec
+
+
+def _lineage(model_dir: Path) -> dict[str, Any] | None:
+    """A trained model's lineage (base, data, settings, losses) from its native config."""
+    import json
+
+    try:
+        meta = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["metadata"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    lineage = meta.get("lineage") if isinstance(meta, dict) else None
+    return lineage if isinstance(lineage, dict) else None
 
 
 def _link_or_copy(src: str, dst: str) -> str:

@@ -79,6 +79,11 @@ class RunRecord:
         return self.done / self.total if self.total else (1.0 if self.is_final else 0.0)
 
     @property
+    def kind(self) -> str:
+        """'train' for a training run (task "train"), else 'task'."""
+        return "train" if self.task == "train" else "task"
+
+    @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
@@ -99,6 +104,7 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """Stable keys for --json and the REST API; `progress` is a dict of counts."""
         d = asdict(self)
+        d["kind"] = self.kind
         d["progress"] = {
             "fraction": round(self.progress, 4),
             "done": self.done,

@@ -201,6 +201,26 @@ class RunStore:
                 (failed, tokens or 0, prompt_tokens or 0, utc_now(), run_id),
             )
 
+    def set_progress(self, run_id: str, done: int, total: int | None = None) -> None:
+        """Set a run's done (and total) counts directly: training runs count optimizer
+        steps, not items. Also a heartbeat."""
+        with self.catalog.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET done = ?, total = COALESCE(?, total), heartbeat_at = ?"
+                " WHERE id = ?",
+                (int(done), total, utc_now(), run_id),
+            )
+
+    def mark_stopped(self, run_id: str, reason: str) -> RunRecord:
+        """A running run stopped on purpose but resumable (Ctrl-C): 'interrupted'."""
+        with self.catalog.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status = 'interrupted', error = ? WHERE id = ?"
+                " AND status = 'running'",
+                (reason, run_id),
+            )
+        return self.get(run_id)
+
     def pending_items(self, run_id: str) -> list[tuple[int, dict[str, Any]]]:
         """(idx, inputs) of the items without a result, in order."""
         rows = self.catalog.query(
