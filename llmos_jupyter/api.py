@@ -235,6 +235,7 @@ def train(
     in a notebook (a line per step in a terminal), or pass a callback taking each step's
     metrics. Raises (before any step) NotFoundError, ConfigError or DataError.
     """
+    from llmos_jupyter.runtime.loaded_model import LoadedModel
     from llmos_jupyter.runtime.loss_plot import metrics_callback
     from llmos_jupyter.runtime.training import build_spec, check_float_weights, start_training
 
