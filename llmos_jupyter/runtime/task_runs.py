@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmos_jupyter.errors import ConfigError, DataError, LLMOSError
+from llmos_jupyter.runtime.background import THREADS, run_or_spawn
 
 if TYPE_CHECKING:  # torch, and a YAML parser: RunHandle (`llmos runs show ID`) needs neither
     from llmos_jupyter.runtime.loaded_model import LoadedModel
@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # torch, and a YAML parser: RunHandle (`llmos runs show ID`) 
 # splits a batch further when its KV cache would pass its budget (long documents).
 # Results are recorded batch by batch, so a crash loses at most one batch of work.
 BATCH_SIZE = 32
-_threads: dict[str, threading.Thread] = {}
 
 
 @dataclass
@@ -72,7 +71,7 @@ class RunHandle:
     def wait(self, timeout: float | None = None, poll: float = 0.2) -> RunHandle:
         """Block until the run is final (or timeout seconds pass); returns self."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        thread = _threads.get(self.id)
+        thread = THREADS.get(self.id)
         while not self.record().is_final:
             if thread is not None and not thread.is_alive() and not self.record().is_final:
                 break  # the executor died; its status says why
@@ -199,22 +198,9 @@ def launch(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RunHandle:
     """Execute a recorded run, in a background thread unless background is False."""
-    if background is False:
-        execute_run(services, run_id, loaded, spec, params, on_progress)
-    else:
-        t = threading.Thread(target=_execute_logged,
-                             args=(services, run_id, loaded, spec, params, on_progress),
-                             name=f"llmos-run-{run_id}", daemon=True)
-        _threads[run_id] = t
-        t.start()
+    run_or_spawn(run_id, execute_run, (services, run_id, loaded, spec, params, on_progress),
+                 background is not False, f"llmos-run-{run_id}")
     return RunHandle(services, run_id)
-
-
-def _execute_logged(*args: Any) -> None:
-    try:
-        execute_run(*args)
-    except Exception:  # recorded as the run's error by execute_run; don't crash the thread
-        pass
 
 
 def execute_run(

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from llmos_jupyter.errors import ConfigError, LLMOSError
+from llmos_jupyter.runtime.background import THREADS, run_or_spawn
 from llmos_jupyter.runtime.task_runs import RunHandle
 
 TRAIN_TASK = "train"
 CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"
-_threads: dict[str, threading.Thread] = {}
 _stop_events: dict[str, threading.Event] = {}
 
 
@@ -64,7 +64,7 @@ class TrainHandle(RunHandle):
         """Block until the run ends. Ctrl-C / a kernel interrupt while waiting stops the
         run at the next step boundary (checkpoint kept, status 'interrupted')."""
         try:
-            thread = _threads.get(self.id)
+            thread = THREADS.get(self.id)
             deadline = None if timeout is None else time.monotonic() + timeout
             while not self.record().is_final and self.record().status != "interrupted":
                 if thread is not None and not thread.is_alive():
@@ -82,7 +82,7 @@ class TrainHandle(RunHandle):
         event = _stop_events.get(self.id)
         if event is not None:
             event.set()
-            thread = _threads.get(self.id)
+            thread = THREADS.get(self.id)
             if thread is not None:
                 thread.join()
         return self
@@ -209,21 +209,8 @@ def _launch(services: Any, run_id: str, prepared: Prepared, background: bool,
     event = threading.Event()
     _stop_events[run_id] = event
     args = (services, run_id, prepared, on_metrics, resume, event)
-    if not background:
-        execute_training(*args)
-    else:
-        t = threading.Thread(target=_execute_logged, args=args, name=f"llmos-train-{run_id}",
-                             daemon=True)
-        _threads[run_id] = t
-        t.start()
+    run_or_spawn(run_id, execute_training, args, background, f"llmos-train-{run_id}")
     return TrainHandle(services, run_id)
-
-
-def _execute_logged(*args: Any) -> None:
-    try:
-        execute_training(*args)
-    except Exception:  # recorded as the run's error; don't crash the thread
-        pass
 
 
 def execute_training(
