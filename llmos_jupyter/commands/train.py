@@ -17,7 +17,7 @@ TRAIN_OPTIONS = ("warmup_steps", "min_lr_ratio", "weight_decay", "max_grad_norm"
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    """The options of `llmos train` (the verb table calls this)."""
+    """The options of the train verb (the verb table calls this)."""
     p.add_argument("model", help="the base model (a catalog name)")
     p.add_argument("--data", required=True, help="training dataset")
     p.add_argument("--output", "-O", help="name of the new model (default MODEL-tuned)")
@@ -57,7 +57,7 @@ def _summary(handle: Any) -> dict[str, Any]:
 
 
 def train(args: argparse.Namespace, ctx: Context) -> Output:
-    """`llmos train MODEL --data D ...`: trains in the foreground in a terminal (Ctrl-C
+    """`llmos train MODEL --data D`: trains in the foreground in a terminal (Ctrl-C
     stops it with a checkpoint), in the background with a live plot in a notebook."""
     from llmos_jupyter import api
 

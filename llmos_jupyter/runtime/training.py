@@ -14,7 +14,7 @@ checkpoint, exactly (see engine/training.py).
 
 The result is a model in the catalog in the native format with LoRA merged, whose
 config.json metadata carries its lineage (base, dataset and hash, steps, settings, final
-losses), shown by `llmos show`.
+losses), shown by `llmos show NAME`.
 """
 
 from __future__ import annotations
