@@ -171,3 +171,4 @@ class LLMOSHandler:
     def on_connection_close(self) -> None:
         """The client left: free its rows now rather than at the next write."""
         self._cancel_inflight()
+        super().on_connection_close()  # type: ignore[misc]  # the host's RequestHandler

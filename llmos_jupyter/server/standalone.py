@@ -57,6 +57,11 @@ class StandaloneHandler(tornado.web.RequestHandler):
     def on_finish(self) -> None:
         self.application.settings["llmos_active"].discard(self)
 
+    def on_connection_close(self) -> None:
+        # A client that left may never see its request finish: a drain must not wait on it.
+        self.application.settings["llmos_active"].discard(self)
+        super().on_connection_close()
+
 
 class NotFoundHandler(LLMOSHandler, StandaloneHandler):
     """Unknown paths: 404 in OpenAI's error body (after auth, so it reveals nothing)."""
