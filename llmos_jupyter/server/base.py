@@ -21,7 +21,7 @@ from llmos_jupyter.engine.params import GenerationParams
 from llmos_jupyter.errors import LLMOSError, NotFoundError
 from llmos_jupyter.runtime.scheduler import Event, QueueFullError, Request, Scheduler
 from llmos_jupyter.runtime.serving import Serving
-from llmos_jupyter.server.protocol import APIError
+from llmos_jupyter.server.protocol import APIError, finish_reason
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,18 @@ class LLMOSHandler:
         except StreamClosedError:
             self._cancel_inflight()
             raise ClientGone() from None
+
+    async def end_stream(self, done: list[Request],
+                         finish_chunk: Callable[[int, str], dict[str, Any]],
+                         usage_chunk: dict[str, Any] | None) -> None:
+        """Close an OpenAI stream: each choice's finish_reason, the usage chunk when asked
+        for, `data: [DONE]`."""
+        for i, r in enumerate(done):
+            await self.sse_send(finish_chunk(i, finish_reason(r.result.finish_reason)))
+        if usage_chunk is not None:
+            await self.sse_send(usage_chunk)
+        await self.sse_send("[DONE]")
+        self.finish()
 
     # --- generation -------------------------------------------------------------------------
 

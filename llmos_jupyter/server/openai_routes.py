@@ -82,15 +82,11 @@ class ChatCompletionsHandler(LLMOSHandler):
 
         done = await self.generate(scheduler, [ids] * n, choice_params(params, n), piece, top,
                                    fmt.json_object)
-        for i, r in enumerate(done):
-            await self.sse_send(p.chat_chunk(rid, req.model, created, i, {},
-                                             p.finish_reason(r.result.finish_reason)))
-        if req.sampling.include_usage:
-            await self.sse_send({"id": rid, "object": "chat.completion.chunk",
-                                 "created": created, "model": req.model, "choices": [],
-                                 "usage": _usage(len(ids), done)})
-        await self.sse_send("[DONE]")
-        self.finish()
+        await self.end_stream(
+            done, lambda i, reason: p.chat_chunk(rid, req.model, created, i, {}, reason),
+            {"id": rid, "object": "chat.completion.chunk", "created": created,
+             "model": req.model, "choices": [], "usage": _usage(len(ids), done)}
+            if fmt.include_usage else None)
 
 
 class CompletionsHandler(LLMOSHandler):
@@ -138,23 +134,19 @@ class CompletionsHandler(LLMOSHandler):
                                                    logprobs=lp))
 
         done = await self.generate(scheduler, prompts, all_params, piece, top, json_object)
-        for i, r in enumerate(done):
-            await self.sse_send(p.completion_chunk(rid, req.model, created, i, "",
-                                                   p.finish_reason(r.result.finish_reason)))
-        if req.sampling.include_usage:
-            await self.sse_send({"id": rid, "object": "text_completion", "created": created,
-                                 "model": req.model, "choices": [],
-                                 "usage": _usage(n_prompt, done)})
-        await self.sse_send("[DONE]")
-        self.finish()
+        await self.end_stream(
+            done, lambda i, reason: p.completion_chunk(rid, req.model, created, i, "", reason),
+            {"id": rid, "object": "text_completion", "created": created, "model": req.model,
+             "choices": [], "usage": _usage(n_prompt, done)}
+            if req.sampling.include_usage else None)
 
 
 def check_schema(done: list[Request], schema: dict[str, Any]) -> None:
     """APIError 422 naming the first problem when a complete answer misses the schema
     (constrained decoding guarantees the JSON; the schema's shape is checked after)."""
     for i, r in enumerate(done):
-        if r.result.finish_reason != "stop":
-            continue  # cut by max_tokens: the client sees finish_reason "length"
+        if r.seq is None or r.seq.constraint is None or not r.seq.constraint.done:
+            continue  # cut (max_tokens, a stop string) before the object closed: no shape yet
         problems = schema_errors(json.loads(r.result.text), schema)
         if problems:
             raise APIError(422, f"choice {i}: the model's JSON does not match the schema: "

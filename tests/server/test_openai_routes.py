@@ -157,3 +157,14 @@ def test_json_schema_checks_the_shape(client):
             model=MODEL, max_tokens=64, temperature=0, messages=ask,
             response_format={"type": "json_schema",
                              "json_schema": {"name": "x", "schema": impossible}})
+
+
+def test_json_schema_answer_cut_by_a_stop_string_is_not_checked(client):
+    # The stop string ends the answer before its object closes: no shape to check yet.
+    r = client.chat.completions.create(
+        model=MODEL, max_tokens=64, temperature=0, stop=['"'],
+        messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "required": ["zz_never_written"]}}})
+    assert r.choices[0].finish_reason == "stop"
+    assert '"' not in r.choices[0].message.content
