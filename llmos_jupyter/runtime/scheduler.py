@@ -20,6 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,9 +95,13 @@ class Request:
         return self.result
 
 
+RECENT = 10_000  # latency samples kept for the histograms
+
+
 @dataclass
 class Stats:
-    """Counters the server exports at /metrics (read without a lock: plain ints/lists)."""
+    """Counters the server exports at /metrics (read without a lock: ints, and deques
+    copied whole by sorted() under the GIL)."""
 
     requests: int = 0
     rejected: int = 0
@@ -105,11 +110,9 @@ class Stats:
     cancelled: int = 0  # requests ended by cancel() (clients that left)
     steps: int = 0
     rows_stepped: int = 0  # sum over steps of the rows decoded: occupancy = rows / steps
-    ttft_s: list[float] = field(default_factory=list)  # bounded by RECENT
-    inter_token_s: list[float] = field(default_factory=list)
+    ttft_s: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    inter_token_s: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
 
-
-RECENT = 10_000  # latency samples kept for the histograms
 
 
 class Scheduler:
@@ -231,9 +234,9 @@ class Scheduler:
 
     def _record_latency(self, req: Request, now: float) -> None:
         if req.last_piece is None:
-            _append(self.stats.ttft_s, now - req.submitted)
+            self.stats.ttft_s.append(now - req.submitted)
         else:
-            _append(self.stats.inter_token_s, now - req.last_piece)
+            self.stats.inter_token_s.append(now - req.last_piece)
         req.last_piece = now
 
     @staticmethod
@@ -250,8 +253,3 @@ class Scheduler:
         req.done.set()
         req.listener(Event(result=result, error=error, logprobs=self._new_logprobs(req)))
 
-
-def _append(samples: list[float], value: float) -> None:
-    samples.append(value)
-    if len(samples) > RECENT:
-        del samples[: len(samples) - RECENT]
