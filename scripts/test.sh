@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What `make test` runs after installing and linting: the pytest suite, then the tutorial
-# notebooks under nbval, each in a temporary LLMOS_HOME. The user's store ($LLMOS_HOME,
-# else ~/.llmos) is checksummed before and after: a run that changed it fails.
+# What `make test` runs after installing and linting: the pytest suite, the TypeScript SDK's
+# tests (scripts/test-js.sh), then the tutorial notebooks under nbval, each in a temporary
+# LLMOS_HOME. The user's store ($LLMOS_HOME, else ~/.llmos) is checksummed before and
+# after: a run that changed it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -13,6 +14,9 @@ trap 'rm -rf "$work"' EXIT
 
 # pytest gives itself a temporary LLMOS_HOME (tests/conftest.py); this one is a backstop.
 LLMOS_HOME="$work/pytest-home" "$PY" -m pytest -q
+
+# The TypeScript SDK against real servers (npm ci when needed, tsc, node --test).
+PY="$PY" bash scripts/test-js.sh
 
 # The tutorials run in a store of their own, seeded with the default model.
 nb_home=$("$PY" -m tests.seed_home "$work/notebook-home")
