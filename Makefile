@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 # build. Override on a GPU machine: `make TORCH_SPEC=torch test`.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# The JupyterLab extension the wheel ships (built from labextension/ and sdk/js/ by npm).
+LABEXT := labextension/build/labextension/package.json
+JS_SOURCES := $(wildcard sdk/js/package*.json sdk/js/src/*.ts labextension/package*.json \
+	labextension/src/*.ts labextension/style/* labextension/schema/*.json)
 export LLMOS_HOME ?= $(HOME)/.llmos
 
 .PHONY: install lab test lint test-fast bench gpu-check clean
@@ -15,7 +19,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(LABEXT): $(JS_SOURCES)
+	bash scripts/build-js.sh
+
+$(STAMP): pyproject.toml $(LABEXT) | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[test]"
 	@# Build our native CPU kernels once now (about 2 s, cached) rather than at first load.

@@ -1,34 +1,26 @@
 #!/usr/bin/env bash
-# The TypeScript parts under `make test`: the SDK (sdk/js) is installed from its lockfile
-# when node_modules is missing or stale, built with tsc, and tested with `node --test`
-# against real `llmos serve` and Jupyter servers. Each test seeds its own temporary store.
+# The TypeScript parts under `make test`: build the SDK and the JupyterLab extension
+# (scripts/build-js.sh: npm ci when needed, tsc, the extension bundle), then
+#   - the SDK's tests (`node --test`) against real `llmos serve` and Jupyter servers;
+#   - the extension's UI tests: a real JupyterLab driven by headless Chromium
+#     (Debian's /usr/bin/chromium, installed here when missing and we are root).
+# Each test seeds its own temporary store with the default model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 # Absolute, but not through the venv's symlink: the venv is what makes it this Python.
 export LLMOS_PYTHON="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 
-need_node() {
-    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-        echo "node and npm are needed for the TypeScript tests (Node 18+): apt-get install nodejs npm" >&2
+bash scripts/build-js.sh
+(cd sdk/js && npm test)
+
+export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [ ! -x "$CHROMIUM" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+    else
+        echo "the UI tests need Chromium at $CHROMIUM: apt-get install chromium (or set CHROMIUM)" >&2
         exit 1
     fi
-    local major
-    major=$(node -p 'process.versions.node.split(".")[0]')
-    if [ "$major" -lt 18 ]; then
-        echo "Node $(node --version) is too old for the TypeScript tests; install Node 18 or newer" >&2
-        exit 1
-    fi
-}
-
-# npm ci when node_modules is absent or older than the lockfile.
-npm_ci() {
-    local dir=$1
-    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-        (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts)
-    fi
-}
-
-need_node
-npm_ci sdk/js
-(cd sdk/js && npm run --silent build && npm test)
+fi
+(cd labextension && npm run --silent test:ui)
