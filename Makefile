@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 # The JupyterLab extension the wheel ships (built from labextension/ and sdk/js/ by npm).
-LABEXT := labextension/build/labextension/package.json
+LABEXT := labextension/build/llmos-jupyter/package.json
 JS_SOURCES := $(wildcard sdk/js/package*.json sdk/js/src/*.ts labextension/package*.json \
 	labextension/src/*.ts labextension/style/* labextension/schema/*.json)
 export LLMOS_HOME ?= $(HOME)/.llmos

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the TypeScript parts: the SDK (sdk/js -> dist/) and the JupyterLab extension
-# (labextension -> labextension/build/labextension, which the wheel ships under
+# (labextension -> labextension/build/llmos-jupyter, which the wheel ships under
 # share/jupyter/labextensions/llmos-jupyter). `npm ci` runs where node_modules is missing
 # or older than its lockfile. Needs Node 20+ and npm (the extension's bundler needs 20).
 set -euo pipefail

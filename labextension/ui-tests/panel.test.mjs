@@ -1,0 +1,147 @@
+// The LLMOS sidebar in a real JupyterLab, driven by headless Chromium: the default model,
+// a task run over a dataset to its results, a cancelled run, a streamed chat with Stop,
+// inserting a magic into a notebook, and the panel's first paint over a store of 200
+// runs and 50 datasets (printed, not asserted). Screenshots go to docs/images/.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+
+import { IMAGES, startLab } from './lab.mjs';
+
+const MODEL = 'smollm2-135m-instruct';
+let lab;
+let page;
+
+const panel = () => page.locator('#llmos-panel');
+const tab = (name) => page.locator('#llmos-panel .lm-TabBar-tab', { hasText: name });
+const shot = (name, locator) => (locator ?? panel()).screenshot({ path: join(IMAGES, name) });
+
+before(async () => {
+  lab = await startLab({ runs: 200, datasets: 50 });
+  page = lab.page;
+});
+
+after(async () => {
+  await lab?.stop();
+});
+
+it('first paint of the panel over 200 runs and 50 datasets (printed)', async () => {
+  await lab.open();
+  const paint = await page.evaluate(async () => {
+    // From the click on the sidebar icon until each tab shows its rows.
+    const until = async (sel) => {
+      const t0 = performance.now();
+      while (!document.querySelector(sel)) await new Promise((r) => requestAnimationFrame(r));
+      return performance.now() - t0;
+    };
+    const click = (sel) => document.querySelector(sel).dispatchEvent(new MouseEvent('mousedown', { bubbles: true, button: 0 }));
+    const pick = (name) => [...document.querySelectorAll('#llmos-panel .lm-TabBar-tab')].find((t) => t.textContent.includes(name));
+    const pickClick = (name) => pick(name).dispatchEvent(new MouseEvent('mousedown', { bubbles: true, button: 0 }));
+    click('.lm-TabBar-tab[data-id="llmos-panel"]');
+    const models = await until('[data-testid="llmos-models-table"] tr[data-name]');
+    pickClick('Runs');
+    const runs = await until('[data-testid="llmos-runs-table"] tr[data-run]');
+    pickClick('Datasets');
+    const datasets = await until('[data-testid="llmos-datasets-table"] tr[data-name]');
+    pickClick('Models');
+    return { models, runs, datasets };
+  });
+  console.log(`first paint after JupyterLab is ready: models ${paint.models.toFixed(0)} ms, runs (200 in the store, 50 shown) ${paint.runs.toFixed(0)} ms, datasets (52) ${paint.datasets.toFixed(0)} ms`);
+  assert.equal(await page.locator('[data-testid="llmos-runs-table"] tr[data-run]').count(), 50);
+  assert.equal(await page.locator('[data-testid="llmos-datasets-table"] tr[data-name]').count(), 52);
+});
+
+it('the Models tab shows the default model with size, format and quantization', async () => {
+  const row = page.locator(`[data-testid="llmos-models-table"] tr[data-name="${MODEL}"]`);
+  await row.waitFor();
+  const text = await row.innerText();
+  assert.match(text, /gguf/);
+  assert.match(text, /Q4_1/);
+  assert.match(text, /MB/);
+  await row.getByText('Details').click();
+  await page.locator('[data-testid="llmos-model-detail"]').getByText('context_length').waitFor();
+  await shot('labext-models.png');
+});
+
+it('a dataset uploads by file and previews its rows', async () => {
+  await tab('Datasets').click();
+  await page.locator('[data-testid="llmos-upload-input"]').setInputFiles({
+    name: 'fruit.csv', mimeType: 'text/csv', buffer: Buffer.from('name,colour\napple,red\nbanana,yellow\n'),
+  });
+  await page.locator('[data-testid="llmos-upload-status"]', { hasText: 'added fruit: 2 rows' }).waitFor();
+  await page.locator('[data-testid="llmos-preview-fruit"]').click();
+  const preview = page.locator('[data-testid="llmos-dataset-preview"]');
+  await preview.getByText('banana').waitFor();
+  await shot('labext-datasets.png');
+});
+
+it('a task runs over a dataset from the form; its progress reaches done; results open', async () => {
+  await tab('Tasks').click();
+  await page.locator('[data-testid="llmos-tasks-table"] tr[data-name="summarize"]').getByText('YAML').click();
+  await page.locator('[data-testid="llmos-task-yaml"]', { hasText: 'prompt:' }).waitFor();
+  await page.locator('[data-testid="llmos-run-summarize"]').click();
+  const form = page.locator('[data-testid="llmos-run-form"]');
+  await form.locator('[data-testid="llmos-run-data"]').selectOption('reviews');
+  assert.equal(await form.locator('[data-testid="llmos-map-text"]').inputValue(), 'text');
+  await form.locator('[data-testid="llmos-run-max-tokens"]').fill('12');
+  await shot('labext-tasks.png');
+  await form.locator('[data-testid="llmos-run-start"]').click();
+  const row = page.locator('[data-testid="llmos-runs-table"] tr.llmos-selected');
+  await row.waitFor();
+  await page.locator('[data-testid="llmos-runs-table"] tr.llmos-selected[data-status="succeeded"]').waitFor({ timeout: 300_000 });
+  assert.match(await row.innerText(), /4\/4/);
+  await row.locator('[data-testid="llmos-run-results"]').click();
+  const results = page.locator('[data-testid="llmos-run-results-table"]');
+  await results.locator('tbody tr').nth(3).waitFor();
+  assert.equal(await results.locator('tbody tr').count(), 4);
+  await shot('labext-runs.png');
+});
+
+it('a second run is cancelled from the Runs tab', async () => {
+  await tab('Tasks').click();
+  await page.locator('[data-testid="llmos-run-summarize"]').click();
+  const form = page.locator('[data-testid="llmos-run-form"]');
+  await form.locator('[data-testid="llmos-run-data"]').selectOption('reviews-long');
+  await form.locator('[data-testid="llmos-run-max-tokens"]').fill('48');
+  await form.locator('[data-testid="llmos-run-start"]').click();
+  const row = page.locator('[data-testid="llmos-runs-table"] tr.llmos-selected');
+  await row.locator('[data-testid="llmos-run-cancel"]').click();
+  await page.locator('[data-testid="llmos-runs-table"] tr.llmos-selected[data-status="cancelled"]').waitFor({ timeout: 300_000 });
+  assert.match(await row.innerText(), /\/40/);
+  await row.locator('[data-testid="llmos-run-resume"]').waitFor();
+});
+
+it('the palette opens the chat; it streams an answer, and Stop stops the next one', async () => {
+  if (!(await page.locator('.lm-TabBar-tab[data-id="llmos-panel"]').isVisible())) await lab.open();
+  await page.keyboard.press('Control+Shift+C');
+  await page.locator('.lm-CommandPalette-input').fill('LLMOS: Chat');
+  await page.locator('.lm-CommandPalette-item', { hasText: 'LLMOS: Chat with the Default Model' }).click();
+  const input = page.locator('[data-testid="llmos-chat-input"]');
+  await input.fill('Name three colors.');
+  await page.locator('[data-testid="llmos-chat-send"]').click();
+  const first = page.locator('[data-testid="llmos-chat-answer"]').nth(0);
+  await page.locator('[data-testid="llmos-chat-answer"][data-done="true"]').nth(0).waitFor({ timeout: 300_000 });
+  assert.ok((await first.innerText()).trim().length > 0);
+  assert.match(await page.locator('[data-testid="llmos-chat-status"]').innerText(), /^done/);
+  await shot('labext-chat.png', page.locator('#llmos-chat-area'));
+
+  await input.fill('Write a long story about the sea, with many chapters.');
+  await page.locator('[data-testid="llmos-chat-send"]').click();
+  const second = page.locator('[data-testid="llmos-chat-answer"]').nth(1);
+  await page.waitForFunction(() => (document.querySelectorAll('[data-testid="llmos-chat-answer"]')[1]?.textContent ?? '').length > 0);
+  await page.locator('[data-testid="llmos-chat-stop"]').click();
+  await page.locator('[data-testid="llmos-chat-answer"][data-stopped="true"]').waitFor();
+  assert.equal(await page.locator('[data-testid="llmos-chat-status"]').innerText(), 'stopped');
+  assert.ok((await second.innerText()).length > 0);
+  assert.equal(await page.locator('[data-testid="llmos-chat-send"]').isEnabled(), true);
+});
+
+it('Insert puts the %llmos load magic in the open notebook', async () => {
+  await lab.open('lab/tree/scratch.ipynb');
+  await page.locator('.jp-Notebook').waitFor();
+  if (!(await panel().isVisible())) await page.locator('.lm-TabBar-tab[data-id="llmos-panel"]').click();
+  await tab('Models').click();
+  await page.locator(`[data-testid="llmos-models-table"] tr[data-name="${MODEL}"]`).getByText('Insert').click();
+  await page.locator('.jp-Notebook .jp-Cell', { hasText: `%llmos load ${MODEL}` }).waitFor();
+});
