@@ -5,17 +5,28 @@ Public API:
     generate           complete a batch of prompts (token ids) -> list[GenerationResult]
     stream             complete one prompt, yielding text pieces
     sample             pick next tokens from logits (penalty, temperature, top-k/p, min-p)
+
+Names load on first use: `engine.params` (the sampling settings every interface offers)
+must import without torch, so the CLI starts fast.
 """
 
-from llmos_jupyter.engine.generate import GenerationResult, generate, stream
-from llmos_jupyter.engine.params import GenerationParams
-from llmos_jupyter.engine.sampling import make_generators, sample
+from __future__ import annotations
 
-__all__ = [
-    "GenerationParams",
-    "GenerationResult",
-    "generate",
-    "make_generators",
-    "sample",
-    "stream",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "GenerationParams": "params",
+    "GenerationResult": "generate",
+    "generate": "generate",
+    "stream": "generate",
+    "make_generators": "sampling",
+    "sample": "sampling",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -14,16 +14,9 @@ from typing import Any
 import torch
 
 from llmos_jupyter.engine.generate import GenerationResult, generate, stream
-from llmos_jupyter.engine.params import GenerationParams
+from llmos_jupyter.engine.params import PARAM_NAMES, GenerationParams
 from llmos_jupyter.errors import ConfigError, PromptError
 from llmos_jupyter.tokenizer import Tokenizer
-
-# Sampling parameters a caller (or a preset) may set; anything else is a typo.
-PARAM_NAMES = (
-    "max_tokens", "temperature", "top_k", "top_p", "min_p",
-    "repetition_penalty", "presence_penalty", "frequency_penalty", "stop", "seed",
-    "ignore_eos",
-)
 
 
 class LoadedModel:

@@ -102,13 +102,22 @@ class HomeLayout:
         process that dies (even by SIGKILL) releases the lock, which is how
         `clean_stale_staging` tells a leftover from a directory still being written.
         """
-        path = self.tmp / f"stage-{label}-{uuid.uuid4().hex[:12]}"
-        path.mkdir(parents=True)
-        fd = os.open(path / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+        # The directory gets its lock before it gets its `stage-` name: it is made under
+        # a `making-PID-` name, locked, then renamed. So a `stage-` directory without a
+        # held lock is always stale, and a process killed before the rename leaves a
+        # `making-` directory whose dead PID marks it stale.
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tag = uuid.uuid4().hex[:12]
+        making = self.tmp / f"making-{os.getpid()}-{tag}"
+        making.mkdir()
+        fd = os.open(making / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+        path = self.tmp / f"stage-{label}-{tag}"
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(making, path)
             yield path
         finally:
+            shutil.rmtree(making, ignore_errors=True)
             shutil.rmtree(path, ignore_errors=True)
             os.close(fd)
 
@@ -124,7 +133,8 @@ class HomeLayout:
                 # Trash is renamed aside before deletion: nobody reads it, always safe to drop.
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
-            elif path.name.startswith("stage-") and not _is_owned(path):
+            elif (path.name.startswith("stage-") and not _is_owned(path)) or (
+                    path.name.startswith("making-") and not _maker_alive(path)):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
         return removed
@@ -168,20 +178,28 @@ class HomeLayout:
             os.close(fd)  # closing releases the flock
 
 
+def _maker_alive(making_dir: Path) -> bool:
+    """True if the process named in a `making-PID-...` directory is still alive."""
+    try:
+        pid = int(making_dir.name.split("-")[1])
+    except (IndexError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True
+
+
 def _is_owned(stage_dir: Path) -> bool:
     """True if a live process holds the flock of this staging directory."""
     lock = stage_dir / _LOCK_NAME
     try:
         fd = os.open(lock, os.O_RDWR)
     except FileNotFoundError:
-        # The owner creates the lock right after mkdir; a directory this young may be
-        # mid-creation, so only treat it as stale once it has aged a little.
-        import time
-
-        try:
-            return time.time() - stage_dir.stat().st_mtime < 60
-        except FileNotFoundError:
-            return True
+        return False  # `staging` locks a directory before naming it stage-: this one is dead
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -167,8 +167,8 @@ def checkpoint_sha256(path: Path) -> str:
 def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
     """Check a preset's sampling parameters with the same rules as a task spec's `params`.
 
-    One definition of the parameter names and ranges (taskspec.PARAMS) keeps presets and
-    tasks from drifting apart. Raises ConfigError naming the parameter.
+    The one list of settings and ranges (engine.params.SETTINGS) keeps presets, tasks
+    and every interface from drifting apart. Raises ConfigError naming the parameter.
     """
     from llmos_jupyter.store.taskspec import check_params
 

@@ -14,10 +14,10 @@ from typing import Any, NoReturn
 
 import yaml
 
+from llmos_jupyter.engine.params import PARAM_NAMES, SettingError, check_setting
 from llmos_jupyter.errors import LLMOSError, SpecError, clip, excerpt, suggest
 from llmos_jupyter.store.task_output import OUTPUT_FIELDS, OUTPUT_TYPES, OutputSpec, split_list
 from llmos_jupyter.store.taskspec import (
-    PARAMS,
     PROMPT_STEP_FIELDS,
     TASK_NAME,
     TASK_STEP_FIELDS,
@@ -25,7 +25,6 @@ from llmos_jupyter.store.taskspec import (
     KnownTasks,
     StepSpec,
     TaskSpec,
-    _check_param,
     _find_cycle,
 )
 from llmos_jupyter.store.templates import (
@@ -262,12 +261,12 @@ class _SpecParser:
 
     def params(self, node: yaml.Node, fld: str) -> dict[str, Any]:
         out = {}
-        for key, (_, value_node) in self.mapping(node, fld, tuple(PARAMS)).items():
+        for key, (_, value_node) in self.mapping(node, fld, PARAM_NAMES).items():
             value = self.value(value_node)  # its own SpecError names the line
             try:
-                out[key] = _check_param(key, value)
-            except ValueError as e:
-                self.fail(value_node, f"{fld}.{key}", str(e))
+                out[key] = check_setting(key, value)
+            except SettingError as e:
+                self.fail(value_node, f"{fld}.{key}", e.reason)
         return out
 
     def output(self, node: yaml.Node, fld: str, inputs: list[str]) -> OutputSpec:

@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from llmos_jupyter.errors import SpecError, excerpt, suggest
+from llmos_jupyter.engine.params import SettingError, check_setting
+from llmos_jupyter.errors import SpecError
 from llmos_jupyter.store.task_output import (
     OUTPUT_FIELDS,
     OUTPUT_TYPES,
@@ -45,7 +46,7 @@ from llmos_jupyter.store.templates import (
 
 __all__ = [
     # defined here
-    "TASK_NAME", "TOP_FIELDS", "PROMPT_STEP_FIELDS", "TASK_STEP_FIELDS", "PARAMS",
+    "TASK_NAME", "TOP_FIELDS", "PROMPT_STEP_FIELDS", "TASK_STEP_FIELDS",
     "KnownTasks", "StepSpec", "TaskSpec", "check_params", "step_dependencies", "flow_order",
     "parse_task_spec",
     # re-exported from templates
@@ -60,15 +61,6 @@ TOP_FIELDS = ("name", "description", "model", "inputs", "system", "prompt", "ste
               "output_step", "chat", "params", "output")
 PROMPT_STEP_FIELDS = ("id", "prompt", "system", "chat", "params", "output")
 TASK_STEP_FIELDS = ("id", "task", "inputs", "params")
-# Sampling parameters: (kind, low, high, low is exclusive).
-PARAMS: dict[str, tuple[str, float | None, float | None, bool]] = {
-    "max_tokens": ("int", 1, None, False), "temperature": ("float", 0, None, False),
-    "top_k": ("int", 0, None, False), "top_p": ("float", 0, 1, True),
-    "min_p": ("float", 0, 1, False), "repetition_penalty": ("float", 0, None, True),
-    "stop": ("stop", None, None, False),
-    # torch seeds are 64-bit: past 2**63 - 1 (plus the row offset) sampling would fail.
-    "seed": ("int", 0, 2**63 - 1, False)}
-
 KnownTasks = Mapping[str, Any] | Iterable[str] | Callable[[str], Any] | None
 
 
@@ -181,32 +173,10 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in params.items():
         try:
-            out[key] = _check_param(key, value)
-        except ValueError as e:
-            raise SpecError(f"field params.{key}: {e}") from None
+            out[key] = check_setting(key, value)
+        except SettingError as e:
+            raise SpecError(f"field params.{key}: {e.reason}") from None
     return out
-
-
-def _check_param(key: str, value: Any) -> Any:
-    if key not in PARAMS:
-        raise ValueError(f"unknown sampling parameter{suggest(key, PARAMS)}; "
-                         f"known: {', '.join(PARAMS)}")
-    kind, low, high, low_open = PARAMS[key]
-    if kind == "stop":
-        stops = [value] if isinstance(value, str) else value
-        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-            raise ValueError("must be a string or a list of non-empty strings")
-        return list(stops)
-    number = (int,) if kind == "int" else (int, float)
-    if isinstance(value, bool) or not isinstance(value, number):
-        raise ValueError(f"must be {'an integer' if kind == 'int' else 'a number'}, "
-                         f"got {excerpt(value)}")
-    if (low is not None and (value <= low if low_open else value < low)) or \
-            (high is not None and value > high):
-        rng = f"{'(' if low_open else '['}{'' if low is None else low}, " \
-              f"{'' if high is None else high}]".replace(", ]", ", ∞)")
-        raise ValueError(f"must be in {rng}, got {excerpt(value)}")
-    return value if kind == "int" else float(value)
 
 
 def _find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:

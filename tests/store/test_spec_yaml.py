@@ -79,7 +79,7 @@ def test_self_referencing_or_exploding_dict_source():
 @pytest.mark.parametrize("seed", ["100000000000000000000000", "-1", str(2**63)])
 def test_seed_out_of_64_bits_is_a_spec_error(seed):
     msg = spec_error(HEAD + f"params: {{seed: {seed}}}\n")
-    assert msg == f"line 4, field params.seed: must be in [0, {2**63 - 1}], got {seed}"
+    assert msg == f"line 4, field params.seed: must be an integer in [0, 2**63 - 1], got {seed}"
 
 
 def test_seed_1e23_is_not_an_integer():
