@@ -98,7 +98,7 @@ export class RunsView extends Widget {
               tps === null ? '' : tps.toFixed(1),
               h('span', { class: 'llmos-actions' },
                 !isTerminal(r.status) ? button('Cancel', () => void this.act(() => this.ctx.client.runs.cancel(r.id)), { testid: 'llmos-run-cancel' }) : null,
-                r.status === 'cancelled' || r.status === 'interrupted' ? button('Resume', () => void this.act(() => this.ctx.client.runs.resume(r.id)), { testid: 'llmos-run-resume' }) : null,
+                r.status === 'interrupted' ? button('Resume', () => void this.act(() => this.ctx.client.runs.resume(r.id)), { testid: 'llmos-run-resume' }) : null,
                 button('Results', () => void this.showResults(r.id), { testid: 'llmos-run-results' }),
               ),
             ];

@@ -231,7 +231,7 @@ describe('tasks and runs', () => {
     assert.ok(ok.every((r) => r.status === 'succeeded'));
   });
 
-  it('cancel a run, then resume it to the end (wait)', async () => {
+  it('cancel stops a run; wait returns it cancelled', async () => {
     const rows = Array.from({ length: 12 }, (_, i) => JSON.stringify({ text: `${REVIEWS[i % 4]} (${i})` }));
     await llmos.datasets.upload('sdk-many', rows.join('\n'), { format: 'jsonl' });
     const run = await llmos.tasks.run('summarize', { data: 'sdk-many', params: { max_tokens: 24 } });
@@ -239,11 +239,24 @@ describe('tasks and runs', () => {
     const cancelled = await llmos.runs.wait(run.id);
     assert.equal(cancelled.status, 'cancelled');
     assert.ok(cancelled.done < 12, `done ${cancelled.done}`);
-    const resumed = await llmos.runs.resume(run.id);
-    assert.equal(resumed.id, run.id);
-    const finished = await llmos.runs.wait(run.id);
-    assert.equal(finished.status, 'succeeded');
-    assert.equal(finished.done, 12);
+  });
+
+  it('resume continues a run whose server died, to the end', async () => {
+    // A second server on the same store starts the run and is killed while it runs.
+    const other = await startServe(store.home);
+    try {
+      const remote = new LLMOS({ baseUrl: other.url, apiKey: KEY });
+      const run = await remote.tasks.run('summarize', { data: 'sdk-many', params: { max_tokens: 24 } });
+      for await (const r of remote.runs.events(run.id)) if (r.status === 'running') break;
+      await other.kill();
+      const resumed = await llmos.runs.resume(run.id);
+      assert.equal(resumed.id, run.id);
+      const finished = await llmos.runs.wait(run.id);
+      assert.equal(finished.status, 'succeeded');
+      assert.equal(finished.done, 12);
+    } finally {
+      await other.kill();
+    }
   });
 
   it('rm a task, then invoke is a NotFoundError', async () => {

@@ -67,6 +67,11 @@ export function startServe(home, args = [], key = KEY) {
           url: m[1],
           key,
           output,
+          /** SIGKILL: the process dies at once, as in a crash. */
+          async kill() {
+            proc.kill('SIGKILL');
+            await exited;
+          },
           /** SIGTERM (a drain) and wait for the exit; returns everything it printed. */
           async stop() {
             if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
