@@ -72,6 +72,8 @@ export class TasksView extends Widget {
   }
 
   private async showRunForm(task: TaskRow): Promise<void> {
+    this.detail = h('div', { class: 'llmos-muted' }, 'Loading datasets and models…');
+    this.render();
     let datasets: DatasetRow[];
     let models: ModelRow[];
     try {

@@ -40,7 +40,7 @@ export async function startLab({ runs = 0, datasets = 0 } = {}) {
     writeFileSync(join(settings, rel), JSON.stringify(value));
   }
   const args = [
-    '-m', 'jupyter', 'lab', '--no-browser', '--port=0', '--ip=127.0.0.1',
+    '-m', 'jupyterlab', '--no-browser', '--port=0', '--ip=127.0.0.1',
     `--IdentityProvider.token=${TOKEN}`, `--ServerApp.root_dir=${root}`,
     `--LabApp.extra_labextensions_path=${BUILD}`, `--LabApp.workspaces_dir=${join(store.dir, 'workspaces')}`,
   ];
@@ -72,10 +72,17 @@ export async function startLab({ runs = 0, datasets = 0 } = {}) {
     },
     async stop() {
       await browser.close();
-      if (proc.exitCode === null) {
+      if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise((r) => proc.once('exit', r));
         proc.kill('SIGTERM');
+        // A hang guard only: a server that has not exited 20 s after SIGTERM is killed, and
+        // says so (a thread that keeps the process alive is a bug worth seeing).
+        const guard = setTimeout(() => {
+          console.warn('jupyter lab did not exit 20 s after SIGTERM; killing it');
+          proc.kill('SIGKILL');
+        }, 20_000);
         await exited;
+        clearTimeout(guard);
       }
       store.cleanup();
     },

@@ -20,7 +20,7 @@ before(async () => {
   const root = join(store.dir, 'root');
   mkdirSync(root);
   const args = [
-    '-m', 'jupyter', 'server', '--no-browser', '--port=0', '--ip=127.0.0.1',
+    '-m', 'jupyter_server', '--no-browser', '--port=0', '--ip=127.0.0.1',
     `--IdentityProvider.token=${TOKEN}`, '--ServerApp.base_url=/jp/', `--ServerApp.root_dir=${root}`,
   ];
   if (process.getuid?.() === 0) args.push('--allow-root');
