@@ -53,6 +53,12 @@ it('first paint of the panel over 200 runs and 50 datasets (printed)', async () 
     runs: await timed(tab('Runs'), '[data-testid="llmos-runs-table"] tr[data-run]'),
     datasets: await timed(tab('Datasets'), '[data-testid="llmos-datasets-table"] tr[data-name]'),
   };
+  // Widen the sidebar for readable screenshots: drag the handle between it and the main area.
+  const handle = await page.locator('#jp-main-split-panel > .lm-SplitPanel-handle').first().boundingBox();
+  await page.mouse.move(handle.x + handle.width / 2, handle.y + handle.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(640, handle.y + handle.height / 2, { steps: 5 });
+  await page.mouse.up();
   console.log(`first paint after JupyterLab is ready: models ${paint.models.toFixed(0)} ms, runs (200 in the store, 50 shown) ${paint.runs.toFixed(0)} ms, datasets (52) ${paint.datasets.toFixed(0)} ms`);
   assert.equal(await page.locator('[data-testid="llmos-runs-table"] tr[data-run]').count(), 50);
   assert.equal(await page.locator('[data-testid="llmos-datasets-table"] tr[data-name]').count(), 52);
@@ -102,6 +108,8 @@ it('a task runs over a dataset from the form; its progress reaches done; results
   const results = page.locator('[data-testid="llmos-run-results-table"]');
   await results.locator('tbody tr').nth(3).waitFor();
   assert.equal(await results.locator('tbody tr').count(), 4);
+  await shot('labext-results.png', results);
+  await panel().locator('[data-testid="llmos-runs"]').evaluate((el) => (el.scrollTop = 0));
   await shot('labext-runs.png');
 });
 
