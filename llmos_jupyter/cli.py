@@ -26,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from llmos_jupyter.commands.table import CommandError, Context, _HelpShown, parse
+    from llmos_jupyter.commands.table import CommandError, Context, HelpShown, parse
 
     try:
         args = parse(argv)
-    except _HelpShown as h:
+    except HelpShown as h:
         print(h.text.rstrip())
         return 0
     except CommandError as e:

@@ -11,8 +11,6 @@ from llmos_jupyter.commands.table import Context
 from llmos_jupyter.humanize import human_bytes, human_count
 
 MODEL_COLUMNS = ["name", "kind", "arch", "params", "quantization", "size", "created_at"]
-SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-            "stop", "seed")
 
 
 def _model_row(d: dict) -> dict:
@@ -30,11 +28,6 @@ def _readable(d: dict) -> dict:
     return out
 
 
-def sampling_args(args: argparse.Namespace) -> dict:
-    """The sampling options given on the command line (unset ones left out)."""
-    return {k: getattr(args, k) for k in SAMPLING if getattr(args, k, None) is not None}
-
-
 # What `pull` and `import` print (`show` has everything).
 SUMMARY_KEYS = ("name", "arch", "params", "quantization", "context_length", "size", "source")
 
@@ -45,7 +38,7 @@ def _summary(rec: dict) -> dict:
 
 
 def pull(args: argparse.Namespace, ctx: Context) -> Output:
-    rec = api.pull(args.name, progress=ctx.progress and not args.json)
+    rec = api.pull(args.name, progress=ctx.on_progress or (ctx.progress and not args.json))
     return Record(rec if args.json else _readable(_summary(rec)), title=f"pulled {args.name}")
 
 

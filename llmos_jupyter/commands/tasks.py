@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from llmos_jupyter import api
-from llmos_jupyter.commands.models import sampling_args
 from llmos_jupyter.commands.output import Message, Output, Record, Table, TitledTable
 from llmos_jupyter.commands.run_model import run_model
-from llmos_jupyter.commands.table import CommandError, Context
+from llmos_jupyter.commands.table import CommandError, Context, sampling_args
 from llmos_jupyter.errors import LLMOSError, NotFoundError, suggest
 
 RUN_COLUMNS = ["id", "task", "model", "status", "progress", "dataset", "created_at"]
@@ -70,9 +69,9 @@ def task_run(args: argparse.Namespace, ctx: Context) -> Output:
                              + (f"; the model wrote: {r.raw_text!r}" if r.raw_text else ""))
         return Message(_plain(r.output), value=r)
     handle = api.run(args.name, model=args.model, data=args.data, map=mapping, limit=args.limit,
-                     params=params, background=ctx.notebook,
+                     params=params, background=ctx.background,
                      progress=ctx.progress and not args.json, **inputs)
-    if ctx.notebook:
+    if ctx.background:
         return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
     handle.wait()
     return _run_outputs(handle, api.tasks.get(args.name).inputs, args.json)
@@ -136,7 +135,7 @@ def runs_show(args: argparse.Namespace, ctx: Context) -> Output:
     info = handle.to_dict()
     info["items"] = [
         {k: it[k] for k in ("idx", "status", "output", "error")}
-        for it in handle.results()[: args.items]
+        for it in handle.results(offset=args.offset, limit=args.items)
     ]
     return Record(info, title=f"run {handle.id}", value=handle)
 
@@ -147,9 +146,9 @@ def runs_cancel(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def runs_resume(args: argparse.Namespace, ctx: Context) -> Output:
-    handle = api.runs.resume(args.id, background=ctx.notebook,
+    handle = api.runs.resume(args.id, background=ctx.background,
                              progress=ctx.progress and not args.json)
-    if not ctx.notebook:
+    if not ctx.background:
         handle.wait()
     return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
 

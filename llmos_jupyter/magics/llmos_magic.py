@@ -50,12 +50,12 @@ class LLMOSMagics(Magics):
 
     def _line(self, argv: list[str]) -> Any:
         from llmos_jupyter.commands.dispatch import dispatch
-        from llmos_jupyter.commands.table import CommandError, Context, _HelpShown, parse
+        from llmos_jupyter.commands.table import CommandError, Context, HelpShown, parse
         from llmos_jupyter.magics.verbs import NOTEBOOK_HANDLERS
 
         try:
             args = parse(argv, prog="%llmos", notebook=True)
-        except _HelpShown as h:
+        except HelpShown as h:
             print(h.text)
             return None
         except CommandError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from llmos_jupyter.commands.output import Message, Output, Record
-from llmos_jupyter.commands.table import Context, _HelpShown, build_parser
+from llmos_jupyter.commands.table import Context, HelpShown, build_parser
 
 
 def nb_load(args: argparse.Namespace, ctx: Context) -> Output:
@@ -55,7 +55,7 @@ def nb_help(args: argparse.Namespace, ctx: Context) -> Output:
     parser = build_parser("%llmos", notebook=True)
     try:
         parser.parse_args([*args.topic, "--help"])
-    except _HelpShown as h:
+    except HelpShown as h:
         text = h.text
         if not args.topic:
             text += ("\ncell verbs:\n  %%llmos generate [--max-tokens N] [--temperature T] [-o VAR]"
@@ -76,8 +76,8 @@ def nb_chat_line(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 NOTEBOOK_HANDLERS = {
-    "nb_load": nb_load,
-    "nb_unload": nb_unload,
+    "load": nb_load,
+    "unload": nb_unload,
     "nb_dashboard": nb_dashboard,
     "nb_playground": nb_playground,
     "nb_help": nb_help,

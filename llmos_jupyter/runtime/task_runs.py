@@ -84,9 +84,10 @@ class RunHandle:
         self._services.runs.cancel(self.id)
         return self
 
-    def results(self) -> list[dict[str, Any]]:
-        """Each item: idx, inputs, output, status, error, tokens."""
-        return [it.to_dict() for it in self._services.runs.items(self.id)]
+    def results(self, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Each item (idx, inputs, output, status, error, tokens): all, or `limit` items
+        from `offset`."""
+        return [it.to_dict() for it in self._services.runs.items(self.id, offset, limit)]
 
     def to_pandas(self):
         import pandas as pd

@@ -14,15 +14,21 @@ from llmos_jupyter.server.openai_routes import (
     CompletionsHandler,
     ModelsHandler,
 )
+from llmos_jupyter.server.openapi import OpenAPIHandler
 from llmos_jupyter.server.task_routes import TaskInvokeHandler
+from llmos_jupyter.server.verb_routes import RunEventsHandler, verb_routes
 
+# Literal paths first: tornado takes the first pattern that matches.
 ROUTES: list[tuple[str, type]] = [
     ("health", HealthHandler),
     ("metrics", MetricsHandler),
     ("v1/models", ModelsHandler),
     ("v1/chat/completions", ChatCompletionsHandler),
     ("v1/completions", CompletionsHandler),
+    ("api/openapi.json", OpenAPIHandler),
     (r"api/tasks/([^/]+)/invoke", TaskInvokeHandler),
+    (r"api/runs/([^/]+)/events", RunEventsHandler),
+    *verb_routes(),
 ]
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
