@@ -101,7 +101,8 @@ class VerbHandler(LLMOSHandler):
                 await self.send_file(Path(getattr(args, download.name)))
                 return
         data = json.loads(out.json())
-        started = isinstance(data, dict) and data.get("status") in RUNNING and "id" in data
+        started = (isinstance(data, dict) and data.get("status") in RUNNING
+                   and ("id" in data or "run_id" in data))
         self.set_status(202 if started else 200)
         self.set_header("Content-Type", "application/json")
         self.finish(out.json())
@@ -308,7 +309,8 @@ def _check_choice(p: Param, value: Any) -> None:
 
 class RunEventsHandler(LLMOSHandler):
     """GET api/runs/{id}/events: the run's record as server-sent events, one each time
-    its progress or status changes, until it ends (or stops, resumable)."""
+    its progress or status changes, until it ends (or stops, resumable); a training run's
+    events carry its latest step's metrics."""
 
     POLL_S = 0.25  # how often the store is read: a run may execute in another process
     path_names = ["id"]
@@ -330,5 +332,12 @@ class RunEventsHandler(LLMOSHandler):
 
 
 def _run_record(run_id: str) -> dict[str, Any]:
-    return api.runs.get(run_id).to_dict()
+    """The run's record; a training run's adds its latest step (loss, val_loss,
+    tokens_per_s, eta_s) as `metrics`."""
+    handle = api.runs.get(run_id)
+    record = handle.to_dict()
+    steps = getattr(handle, "metrics", None)
+    if steps:
+        record["metrics"] = steps[-1]
+    return record
 

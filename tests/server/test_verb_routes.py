@@ -204,3 +204,22 @@ def _rows_file(home):
     path = home.parent / "rest-nb.jsonl"
     path.write_bytes(ROWS)
     return path
+
+
+def test_training_over_rest_streams_its_steps(served, store_home):
+    """POST api/train starts a run in the server (202); its events carry each step's
+    loss; the tuned model lands in the catalog."""
+    pairs = b"".join(b'{"prompt": "Say %d", "response": "%d"}\n' % (i, i) for i in range(8))
+    http(served, "POST", "api/datasets/rest-pairs?format=jsonl&replace=true", raw=pairs)
+    status, run, _ = http(served, "POST", "api/train", {
+        "model": MODEL, "data": "rest-pairs", "output": "rest-tuned", "steps": 2,
+        "batch_size": 2, "seq_len": 64, "lr": 1e-3})
+    assert status == 202, run
+    events = sse(served, f"api/runs/{run['run_id']}/events")
+    assert events[-1]["status"] == "succeeded", events[-1]
+    steps = [e["metrics"]["step"] for e in events if "metrics" in e]
+    assert steps and steps[-1] == 2 and all(e["metrics"]["loss"] > 0 for e in events
+                                            if "metrics" in e)
+    shown = http(served, "GET", "api/models/rest-tuned")[1]
+    assert shown["name"] == "rest-tuned"
+    assert http(served, "DELETE", "api/models/rest-tuned")[0] == 200
