@@ -86,7 +86,7 @@ class Models(_Resource):
 
 
 class Datasets(_Resource):
-    """Datasets in the server's store (`llmos data ...`)."""
+    """Datasets in the server's store (the `data` verbs)."""
 
     def list(self) -> list[dict[str, Any]]:
         """Every dataset: name, rows, columns, format, sha256."""
@@ -121,7 +121,7 @@ class Datasets(_Resource):
 
 
 class Tasks(_Resource):
-    """Tasks in the server's store (`llmos task ...`)."""
+    """Tasks in the server's store (the `task` verbs)."""
 
     def list(self) -> list[dict[str, Any]]:
         """Every task, built-in and added."""
@@ -142,7 +142,7 @@ class Tasks(_Resource):
 
 
 class Runs(_Resource):
-    """Run history (`llmos runs ...`)."""
+    """Run history (the `runs` verbs)."""
 
     def list(self, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
         """Recent runs, newest first."""
