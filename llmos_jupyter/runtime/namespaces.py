@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the task language imports a YAML parser; `llmos list` needs none
-    from llmos_jupyter.store.taskspec import TaskSpec
+    from llmos_jupyter.tasks.taskspec import TaskSpec
 
 
 class Dataset:
@@ -102,7 +102,7 @@ class DatasetsAPI:
         progress=True shows a bar of documents tokenized, or pass a (done, total) callback.
         """
         from llmos_jupyter.runtime.progress import count_callback
-        from llmos_jupyter.store.shards import tokenize_records
+        from llmos_jupyter.data.shards import tokenize_records
 
         s = self._services()
         tokenizer = self._resolve(model).tokenizer

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos_jupyter.errors import LLMOSError, NotFoundError
-from llmos_jupyter.store import datafiles
+from llmos_jupyter.data import datafiles
 from llmos_jupyter.store.catalog import Catalog, utc_now
 from llmos_jupyter.store.home import check_name
 

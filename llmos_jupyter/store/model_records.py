@@ -170,7 +170,7 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
     One definition of the parameter names and ranges (taskspec.PARAMS) keeps presets and
     tasks from drifting apart. Raises ConfigError naming the parameter.
     """
-    from llmos_jupyter.store.taskspec import check_params
+    from llmos_jupyter.tasks.taskspec import check_params
 
     if params is None:
         return {}

@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 import yaml
 
 from llmos_jupyter.errors import LLMOSError, SpecError, clip, excerpt, suggest
-from llmos_jupyter.store.task_output import OUTPUT_FIELDS, OUTPUT_TYPES, OutputSpec, split_list
-from llmos_jupyter.store.taskspec import (
+from llmos_jupyter.tasks.task_output import OUTPUT_FIELDS, OUTPUT_TYPES, OutputSpec, split_list
+from llmos_jupyter.tasks.taskspec import (
     PARAMS,
     PROMPT_STEP_FIELDS,
     TASK_NAME,
@@ -28,7 +28,7 @@ from llmos_jupyter.store.taskspec import (
     _check_param,
     _find_cycle,
 )
-from llmos_jupyter.store.templates import (
+from llmos_jupyter.tasks.templates import (
     IDENT,
     TemplateSyntaxError,
     parse_template,

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from llmos_jupyter.errors import DataError
-from llmos_jupyter.store import datafiles, dataprep
-from llmos_jupyter.store.datafiles import (
+from llmos_jupyter.data import datafiles, dataprep
+from llmos_jupyter.data.datafiles import (
     export_records,
     infer_format,
     read_records,

@@ -10,7 +10,7 @@ output spec of the step whose result is the task's (`output_step`, default the l
 
 This module holds the spec itself (fields, dataclasses, sampling-parameter and flow-order
 checks) and `parse_task_spec`. The rest lives by concern, re-exported here so
-`from llmos_jupyter.store.taskspec import ...` keeps working:
+`from llmos_jupyter.tasks.taskspec import ...` keeps working:
 - `templates`: the template language (`parse_template`, `render_template`, ...);
 - `task_output`: `OutputSpec` and reading a model's answer (`parse_json_output`, ...);
 - `spec_yaml`: the line-tracking YAML walker behind `parse_task_spec`.
@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from llmos_jupyter.errors import SpecError, excerpt, suggest
-from llmos_jupyter.store.task_output import (
+from llmos_jupyter.tasks.task_output import (
     OUTPUT_FIELDS,
     OUTPUT_TYPES,
     OutputFormatError,
@@ -35,7 +35,7 @@ from llmos_jupyter.store.task_output import (
     parse_json_output,
     split_list,
 )
-from llmos_jupyter.store.templates import (
+from llmos_jupyter.tasks.templates import (
     IDENT,
     TemplateSyntaxError,
     parse_template,
@@ -271,6 +271,6 @@ def parse_task_spec(source: str | Mapping[str, Any], name: str | None = None, *,
     """
     # Imported here, not at the top: spec_yaml builds this module's dataclasses, so it
     # imports this module, and a top-level import each way would be a cycle.
-    from llmos_jupyter.store.spec_yaml import _SpecParser
+    from llmos_jupyter.tasks.spec_yaml import _SpecParser
 
     return _SpecParser(source, known_tasks).parse(name)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from llmos_jupyter.errors import SpecError
-from llmos_jupyter.store import task_output, taskspec, templates
-from llmos_jupyter.store.builtin_tasks import BUILTIN_TASKS, builtin_specs, builtin_task
-from llmos_jupyter.store.taskspec import (
+from llmos_jupyter.tasks import task_output, taskspec, templates
+from llmos_jupyter.tasks.builtin_tasks import BUILTIN_TASKS, builtin_specs, builtin_task
+from llmos_jupyter.tasks.taskspec import (
     OutputSpec,
     StepSpec,
     TaskSpec,

@@ -13,7 +13,7 @@ comma-separated list ("positive, negative, neutral") that the executor splits wi
 
 from __future__ import annotations
 
-from llmos_jupyter.store.taskspec import TaskSpec, parse_task_spec
+from llmos_jupyter.tasks.taskspec import TaskSpec, parse_task_spec
 
 BUILTIN_TASKS: dict[str, str] = {
     "generate": """\

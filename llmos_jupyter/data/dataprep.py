@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from llmos_jupyter.errors import DataError
 
 if TYPE_CHECKING:  # only for annotations: datafiles imports this module at run time
-    from llmos_jupyter.store.datafiles import Record
+    from llmos_jupyter.data.datafiles import Record
 
 
 # ---------------------------------------------------------------------------- stats
