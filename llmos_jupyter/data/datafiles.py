@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmos_jupyter.errors import DataError
 from llmos_jupyter.data.dataprep import (
     PrepResult,
     StatsBuilder,
@@ -49,6 +48,7 @@ from llmos_jupyter.data.datareaders import (
     read_records,
     records_from,
 )
+from llmos_jupyter.errors import DataError
 
 __all__ = [
     # defined here

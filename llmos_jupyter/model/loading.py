@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmos_jupyter.core.checkpoint import Checkpoint, QuantizedTensor
 from llmos_jupyter.errors import CheckpointError, ConfigError
-from llmos_jupyter.formats.checkpoint import Checkpoint, QuantizedTensor
 from llmos_jupyter.model import ggml_linear
 from llmos_jupyter.model.ggml_linear import FusedRMSNorm, GGMLLinear
 from llmos_jupyter.model.quant import CastLinear, Int4Linear, Int8Linear

@@ -2,7 +2,7 @@
 
 The config decides the family's parts: RMSNorm or LayerNorm, RoPE or learned positions,
 SwiGLU or GELU MLP, grouped-query attention, biases, tied embeddings. Parameter names are
-exactly the checkpoint names of formats/checkpoint.py (fused `wqkv`, fused `w_in`).
+exactly the checkpoint names of core/checkpoint.py (fused `wqkv`, fused `w_in`).
 
 Three entry points:
   forward(ids)                 full causal pass, no cache (training, scoring)
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmos_jupyter.core.config import ModelConfig
 from llmos_jupyter.errors import ConfigError
 from llmos_jupyter.model import attention
-from llmos_jupyter.model.config import ModelConfig
 from llmos_jupyter.model.fused_decode import FusedDecoder
 from llmos_jupyter.model.kv_cache import KVCache
 from llmos_jupyter.model.rope import apply_rope, rope_tables

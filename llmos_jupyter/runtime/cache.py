@@ -100,8 +100,8 @@ def load_tokenizer(services: Any, name: str) -> Tokenizer:
     need no model). Raises NotFoundError, or CheckpointError if it has no tokenizer."""
     import json
 
+    from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
     from llmos_jupyter.errors import CheckpointError
-    from llmos_jupyter.formats.checkpoint import TokenizerSpec
     from llmos_jupyter.formats.native import TOKENIZER
     from llmos_jupyter.tokenizer import Tokenizer
 

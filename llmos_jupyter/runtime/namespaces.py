@@ -101,8 +101,8 @@ class DatasetsAPI:
 
         progress=True shows a bar of documents tokenized, or pass a (done, total) callback.
         """
-        from llmos_jupyter.runtime.progress import count_callback
         from llmos_jupyter.data.shards import tokenize_records
+        from llmos_jupyter.runtime.progress import count_callback
 
         s = self._services()
         tokenizer = self._resolve(model).tokenizer

@@ -10,7 +10,7 @@ import torch
 from gguf import GGMLQuantizationType
 from gguf.quants import quantize
 
-from llmos_jupyter.formats.checkpoint import QuantizedTensor
+from llmos_jupyter.core.checkpoint import QuantizedTensor
 from llmos_jupyter.model import attention, fused_decode, native
 from llmos_jupyter.model.loading import build_model
 from tests.model.helpers import checkpoint_of, rel_err, right_padded, tiny_model

@@ -8,7 +8,7 @@ import torch
 from gguf import GGMLQuantizationType
 from gguf.quants import quantize
 
-from llmos_jupyter.formats.checkpoint import QuantizedTensor
+from llmos_jupyter.core.checkpoint import QuantizedTensor
 from llmos_jupyter.model import ggml_linear
 from llmos_jupyter.model.ggml_linear import GGMLLinear
 from llmos_jupyter.model.quant import Int4Linear, Int8Linear
