@@ -15,13 +15,14 @@ from llmos_jupyter.errors import ConfigError, LLMOSError
 from llmos_jupyter.runtime.cache import MODELS
 from llmos_jupyter.runtime.current import get_current, set_current
 from llmos_jupyter.runtime.namespaces import DatasetsAPI, RunsAPI, TasksAPI
+from llmos_jupyter.runtime.prompts import fill_prompt
 from llmos_jupyter.runtime.services import services
 from llmos_jupyter.runtime.task_runs import RunHandle, TaskResult, start_run
 
 __all__ = [
     "pull", "pullable", "import_model", "list_models", "show", "rm", "cp", "create", "load",
     "unload", "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
-    "train", "evaluate", "eval_model",
+    "train", "evaluate", "eval_model", "current_model_or_none", "fill_prompt",
     "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
 ]
 
@@ -145,6 +146,11 @@ def ps() -> list[dict[str, Any]]:
 def current_model() -> LoadedModel:
     """The current model (the last one loaded), loading the default model if none is."""
     return get_current() or load()
+
+
+def current_model_or_none() -> LoadedModel | None:
+    """The current model if one is loaded, else None; loads nothing."""
+    return get_current()
 
 
 def _model(model: str | LoadedModel | None) -> LoadedModel:

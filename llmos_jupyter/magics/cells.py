@@ -42,10 +42,10 @@ def _cell_parser() -> argparse.ArgumentParser:
 
 def fill_variables(body: str, namespace: dict[str, Any]) -> str:
     """Replace `{name}` with str(namespace[name]); mistakes are UsageErrors with a hint."""
-    from llmos_jupyter.runtime.prompts import fill_prompt
+    from llmos_jupyter import api
 
     try:
-        return fill_prompt(body, namespace)
+        return api.fill_prompt(body, namespace)
     except ValueError as e:
         raise UsageError(f"%%llmos: {e}\nUse {{{{ and }}}} for literal braces.") from None
 

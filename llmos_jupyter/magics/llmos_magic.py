@@ -8,6 +8,7 @@ UsageErrors with a hint: the notebook shows the message, not a traceback.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -20,10 +21,12 @@ from llmos_jupyter.errors import LLMOSError
 class LLMOSMagics(Magics):
     """`%llmos VERB ...` and `%%llmos generate|chat|task ...`."""
 
-    def __init__(self, shell: Any):
+    def __init__(self, shell: Any, show_widget: Callable[[str], Any] | None = None):
         super().__init__(shell)
         # The %%llmos chat conversation of this notebook: list of {"role", "content"}.
         self.conversation: list[dict[str, str]] = []
+        # Makes the widget `%llmos dashboard` / `playground` shows (see magics/__init__).
+        self.show_widget = show_widget
 
     @line_cell_magic
     def llmos(self, line: str, cell: str | None = None) -> Any:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from llmos_jupyter.commands.output import Message, Output, Record
 from llmos_jupyter.commands.table import Context, _HelpShown, build_parser
+from llmos_jupyter.errors import LLMOSError
 
 
 def nb_load(args: argparse.Namespace, ctx: Context) -> Output:
@@ -25,15 +27,21 @@ def nb_unload(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def nb_dashboard(args: argparse.Namespace, ctx: Context) -> Output:
-    from llmos_jupyter.widgets import Dashboard
-
-    return _Shown(Dashboard())
+    """`%llmos dashboard`: the models, data, tasks and runs tabs."""
+    return _Shown(_widget(args, "Dashboard"))
 
 
 def nb_playground(args: argparse.Namespace, ctx: Context) -> Output:
-    from llmos_jupyter.widgets import Playground
+    """`%llmos playground`: a prompt box with sampling controls."""
+    return _Shown(_widget(args, "Playground"))
 
-    return _Shown(Playground())
+
+def _widget(args: argparse.Namespace, name: str) -> Any:
+    show_widget = args._magics.show_widget
+    if show_widget is None:
+        raise LLMOSError(f"no widgets in these magics: load them with `%load_ext llmos` "
+                         f"to show the {name.lower()}")
+    return show_widget(name)
 
 
 class _Shown(Message):

@@ -263,7 +263,7 @@ def resume_run(
         raise LLMOSError(
             f"run {rec.id} is {rec.status}; only interrupted or queued runs can be resumed"
         )
-    from llmos_jupyter.tasks.taskspec import parse_task_spec
+    from llmos_jupyter.tasks.spec_yaml import parse_task_spec
 
     spec = parse_task_spec(rec.spec, name=rec.task)
     loaded = resolve_model(rec.model)

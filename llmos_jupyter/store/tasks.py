@@ -1,6 +1,6 @@
 """TaskStore: the user's task specs, beside the built-in ones.
 
-A spec is validated by taskspec.parse_task_spec before it is stored (a SpecError names the
+A spec is validated by spec_yaml.parse_task_spec before it is stored (a SpecError names the
 line and field; nothing is stored then), and kept as YAML text: the user's own text when
 they gave text, so their comments and layout survive `show`/`edit`; `to_yaml()` when they
 gave a dict.
@@ -19,7 +19,8 @@ from typing import Any
 from llmos_jupyter.errors import LLMOSError, NotFoundError
 from llmos_jupyter.store.catalog import Catalog, utc_now
 from llmos_jupyter.store.home import check_name
-from llmos_jupyter.tasks.taskspec import TaskSpec, parse_task_spec
+from llmos_jupyter.tasks.spec_yaml import parse_task_spec
+from llmos_jupyter.tasks.taskspec import TaskSpec
 
 
 @dataclass

@@ -13,7 +13,8 @@ comma-separated list ("positive, negative, neutral") that the executor splits wi
 
 from __future__ import annotations
 
-from llmos_jupyter.tasks.taskspec import TaskSpec, parse_task_spec
+from llmos_jupyter.tasks.spec_yaml import parse_task_spec
+from llmos_jupyter.tasks.taskspec import TaskSpec
 
 BUILTIN_TASKS: dict[str, str] = {
     "generate": """\
