@@ -37,6 +37,7 @@ def _new_widget(name: str) -> Any:
 
 def __getattr__(name: str) -> Any:
     if name in _API_NAMES:
+        # The api's stack loads on first use: `%load_ext llmos` stays instant.
         from llmos_jupyter import api
 
         return getattr(api, name)
@@ -45,6 +46,7 @@ def __getattr__(name: str) -> Any:
 
         return Client
     if name == "widgets":
+        # ipywidgets: imported on first use, not with this module
         from llmos_jupyter import widgets
 
         return widgets

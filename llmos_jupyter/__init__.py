@@ -10,6 +10,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(serverapp) -> None:  # noqa: ANN001 - Jupyter's ServerApp
     """Called by Jupyter at start-up: mount the LLMOS routes under {base_url}llmos/."""
+    # torch, tornado: imported on first use, not with this module
     from llmos_jupyter.server.extension import load
 
     load(serverapp)

@@ -59,6 +59,7 @@ def _summary(handle: Any) -> dict[str, Any]:
 def train(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos train MODEL --data D`: trains in the foreground in a terminal (Ctrl-C
     stops it with a checkpoint), in the background with a live plot in a notebook."""
+    # The verb table imports this module for the options while parsing: api on use.
     from llmos_jupyter import api
 
     options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
@@ -73,6 +74,7 @@ def train(args: argparse.Namespace, ctx: Context) -> Output:
 
 def eval_model(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos eval MODEL --data D`: loss and perplexity."""
+    # The verb table imports this module for the options while parsing: api on use.
     from llmos_jupyter import api
 
     out = api.eval_model(args.model, data=args.data, text_field=args.text_field,
@@ -84,6 +86,7 @@ def eval_model(args: argparse.Namespace, ctx: Context) -> Output:
 def task_eval(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos task eval TASK --data D --label FIELD [--model M]`: accuracy, per label,
     failures."""
+    # The verb table imports this module for the options while parsing: api on use.
     from llmos_jupyter import api
 
     r = api.evaluate(args.name, data=args.data, label=args.label, model=args.model,

@@ -530,6 +530,7 @@ def _results(
 
 def _stream_decoder(tokenizer: Any) -> Any:
     """A fresh incremental UTF-8 decoder for one row."""
+    # jinja2: imported on first use, not with this module
     from llmos_jupyter.tokenizer import StreamDecoder
 
     return StreamDecoder(tokenizer)

@@ -14,6 +14,9 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
+from llmos_jupyter import api
+from llmos_jupyter.commands.models import sampling_args
+from llmos_jupyter.commands.output import Record
 from llmos_jupyter.commands.table import CommandError, _add_sampling, _HelpShown, _Parser
 
 CELL_VERBS = ("generate", "chat", "task", "train")
@@ -42,8 +45,6 @@ def _cell_parser() -> argparse.ArgumentParser:
 
 def fill_variables(body: str, namespace: dict[str, Any]) -> str:
     """Replace `{name}` with str(namespace[name]); mistakes are UsageErrors with a hint."""
-    from llmos_jupyter import api
-
     try:
         return api.fill_prompt(body, namespace)
     except ValueError as e:
@@ -69,14 +70,10 @@ def run_cell(magics: Any, argv: list[str], cell: str) -> Any:
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
-    from llmos_jupyter.commands.models import sampling_args
-
     return sampling_args(args)
 
 
 def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
-    from llmos_jupyter import api
-
     ns = magics.shell.user_ns
     model = api.load(args.model) if args.model else api.current_model()
     text = fill_variables(cell.strip("\n"), ns)
@@ -113,8 +110,6 @@ def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
 
 
 def _task(args: argparse.Namespace, cell: str) -> Any:
-    from llmos_jupyter import api
-    from llmos_jupyter.commands.output import Record
 
     spec = api.tasks.add(args.name, cell)
     return Record(spec.to_dict(), title=f"task {args.name} (validated)", value=spec)
@@ -124,7 +119,6 @@ def _train(magics: Any, args: argparse.Namespace, cell: str) -> Any:
     """Start a training run from the cell's YAML, with a live loss plot under the cell."""
     import yaml
 
-    from llmos_jupyter import api
 
     try:
         cfg = yaml.safe_load(cell) or {}

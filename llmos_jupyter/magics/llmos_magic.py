@@ -14,6 +14,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from llmos_jupyter.commands.output import error_message
+from llmos_jupyter.commands.table import CommandError, Context, _HelpShown, parse
 from llmos_jupyter.errors import LLMOSError
 
 
@@ -37,6 +39,7 @@ class LLMOSMagics(Magics):
             raise UsageError(f"%llmos: cannot parse the line ({e}); check the quotes") from None
         try:
             if cell is not None:
+                # The cell verbs bring the api's stack: loaded on the first cell.
                 from llmos_jupyter.magics.cells import run_cell
 
                 return run_cell(self, argv, cell)
@@ -47,13 +50,11 @@ class LLMOSMagics(Magics):
             print("\n[interrupted]")
             return None
         except (LLMOSError, ValueError, FileNotFoundError, KeyError) as e:
-            from llmos_jupyter.commands.output import error_message
-
             raise UsageError(error_message(e, notebook=True)) from None
 
     def _line(self, argv: list[str]) -> Any:
+        # The handlers bring the api's stack: `%load_ext llmos` stays instant.
         from llmos_jupyter.commands.dispatch import dispatch
-        from llmos_jupyter.commands.table import CommandError, Context, _HelpShown, parse
         from llmos_jupyter.magics.verbs import NOTEBOOK_HANDLERS
 
         try:
@@ -68,8 +69,6 @@ class LLMOSMagics(Magics):
         try:
             out = dispatch(args, ctx, NOTEBOOK_HANDLERS)
         except CommandError as e:
-            from llmos_jupyter.commands.output import error_message
-
             raise UsageError(error_message(e, notebook=True)) from None
         var = getattr(args, "out", None)
         if var:

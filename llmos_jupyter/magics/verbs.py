@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from llmos_jupyter import api
 from llmos_jupyter.commands.output import Message, Output, Record
 from llmos_jupyter.commands.table import Context, _HelpShown, build_parser
 from llmos_jupyter.errors import LLMOSError
 
 
 def nb_load(args: argparse.Namespace, ctx: Context) -> Output:
-    from llmos_jupyter import api
-
     m = api.load(args.name, device=args.device, dtype=args.dtype)
     info = {"model": m.name, "arch": m.config.arch, "mode": m.mode, "device": str(m.device),
             "load_seconds": round(m.info.get("load_seconds", 0.0), 2)}
@@ -20,8 +19,6 @@ def nb_load(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def nb_unload(args: argparse.Namespace, ctx: Context) -> Output:
-    from llmos_jupyter import api
-
     names = api.unload(args.name)
     return Message(f"unloaded {', '.join(names)}" if names else "nothing was loaded")
 

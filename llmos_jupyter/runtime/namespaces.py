@@ -6,6 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmos_jupyter.runtime.cache import load_tokenizer
+from llmos_jupyter.runtime.loss_plot import metrics_callback
+from llmos_jupyter.runtime.progress import count_callback, count_progress
+from llmos_jupyter.runtime.task_runs import RunHandle, resume_run
+from llmos_jupyter.runtime.training import TrainHandle, resume_training
+
 if TYPE_CHECKING:  # the task language imports a YAML parser; `llmos list` needs none
     from llmos_jupyter.tasks.taskspec import TaskSpec
 
@@ -38,7 +44,6 @@ class Dataset:
         """Rows, columns, characters (and with `model`, tokens) per row with percentiles."""
         if model is None:
             return self._services().datasets.stats(self.name)
-        from llmos_jupyter.runtime.cache import load_tokenizer
 
         s = self._services()
         return s.datasets.stats(self.name, tokenizer=load_tokenizer(s, model))
@@ -101,8 +106,8 @@ class DatasetsAPI:
 
         progress=True shows a bar of documents tokenized, or pass a (done, total) callback.
         """
+        # numpy: imported on first use, not with this module
         from llmos_jupyter.data.shards import tokenize_records
-        from llmos_jupyter.runtime.progress import count_callback
 
         s = self._services()
         tokenizer = self._resolve(model).tokenizer
@@ -157,12 +162,8 @@ class RunsAPI:
         return [r.to_dict() for r in self._services().runs.list(limit=limit, status=status)]
 
     def get(self, run_id: str):
-        from llmos_jupyter.runtime.task_runs import RunHandle
-
         rec = self._services().runs.get(run_id)
         if rec.kind == "train":
-            from llmos_jupyter.runtime.training import TrainHandle
-
             return TrainHandle(self._services(), rec.id)
         return RunHandle(self._services(), rec.id)
 
@@ -171,13 +172,9 @@ class RunsAPI:
 
     def resume(self, run_id: str, background: bool | None = None, progress=False):
         """Finish an interrupted run; progress as for `llmos.run`."""
-        from llmos_jupyter.runtime.progress import count_progress
-        from llmos_jupyter.runtime.task_runs import resume_run
 
         rec = self._services().runs.get(run_id)
         if rec.kind == "train":
-            from llmos_jupyter.runtime.loss_plot import metrics_callback
-            from llmos_jupyter.runtime.training import resume_training
 
             on_metrics = metrics_callback(progress, rec.total, f"resume {rec.id}")
             return resume_training(self._services(), run_id, background is not False,

@@ -263,6 +263,7 @@ def resume_run(
         raise LLMOSError(
             f"run {rec.id} is {rec.status}; only interrupted or queued runs can be resumed"
         )
+    # yaml: imported on first use, not with this module
     from llmos_jupyter.tasks.spec_yaml import parse_task_spec
 
     spec = parse_task_spec(rec.spec, name=rec.task)

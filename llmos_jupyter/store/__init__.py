@@ -54,6 +54,8 @@ class Store:
     """One LLMOS_HOME opened: its catalog and the four stores sharing it."""
 
     def __init__(self, home: Path | str | None = None):
+        # Here, not at the top: this __init__ runs on every import of a store module, which
+        # must not import them all (store.tasks brings yaml).
         from llmos_jupyter.store.catalog import Catalog
         from llmos_jupyter.store.datasets import DatasetStore
         from llmos_jupyter.store.models import ModelStore

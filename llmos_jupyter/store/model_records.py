@@ -97,6 +97,7 @@ def check_loadable(ckpt: Any, path: Path) -> None:
 
     Run at import, so a model that cannot load (or can only answer NaN) is never registered.
     """
+    # torch, numpy: imported on first use, not with this module
     from llmos_jupyter.formats.finite import nonfinite_tensors
     from llmos_jupyter.formats.gguf import QUANT_TYPES
     from llmos_jupyter.tokenizer import Tokenizer
@@ -170,6 +171,7 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
     One definition of the parameter names and ranges (taskspec.PARAMS) keeps presets and
     tasks from drifting apart. Raises ConfigError naming the parameter.
     """
+    # yaml: imported on first use, not with this module
     from llmos_jupyter.tasks.taskspec import check_params
 
     if params is None:

@@ -19,6 +19,7 @@ from typing import Any
 from llmos_jupyter.errors import LLMOSError, NotFoundError
 from llmos_jupyter.store.catalog import Catalog, utc_now
 from llmos_jupyter.store.home import check_name
+from llmos_jupyter.tasks.builtin_tasks import BUILTIN_TASKS
 from llmos_jupyter.tasks.spec_yaml import parse_task_spec
 from llmos_jupyter.tasks.taskspec import TaskSpec
 
@@ -46,8 +47,6 @@ class TaskStore:
 
     @staticmethod
     def _builtins() -> dict[str, str]:
-        from llmos_jupyter.tasks.builtin_tasks import BUILTIN_TASKS
-
         return BUILTIN_TASKS
 
     def names(self) -> list[str]:
