@@ -1,4 +1,8 @@
-"""LLMOS for Jupyter: the implementation package. The public face is `llmos`."""
+"""LLMOS for Jupyter: the implementation package. The public face is `llmos`.
+
+Its floors, top to bottom, are drawn in docs/architecture.md; this module is only the
+Jupyter server extension's entry point.
+"""
 
 __version__ = "0.1.0"
 

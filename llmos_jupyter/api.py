@@ -118,8 +118,10 @@ def load(name: str | None = None, device: str = "auto", dtype: str = "auto") -> 
     """Load a model (or preset) into memory and make it the current model.
 
     device: "cpu", "cuda" or "auto" (CUDA when present). dtype: "float32", "bfloat16",
-    "float16", "int8", "int4", or "auto" (the fastest mode on that device whose greedy
-    outputs equal float32's). Raises NotFoundError, ConfigError, CheckpointError.
+    "float16", "int8", "int4", "ggml" (GGML blocks as stored, CPU only) or "auto" (the
+    fastest mode on that device whose greedy outputs equal float32's: GGML blocks on a
+    CPU when the model has them, else float32; bfloat16 on CUDA). Raises NotFoundError,
+    ConfigError, CheckpointError.
     """
     name = name or DEFAULT_MODEL
     _auto_pull(name)

@@ -5,6 +5,13 @@ Public API:
     generate           complete a batch of prompts (token ids) -> list[GenerationResult]
     stream             complete one prompt, yielding text pieces
     sample             pick next tokens from logits (penalty, temperature, top-k/p, min-p)
+
+Also here: continuous.py (in-flight batching for a server), json_constraint.py
+(JSON-constrained decoding), stops.py (stop strings), and training: loss.py, lora.py,
+train_data.py, training.py.
+
+Imports: `llmos_jupyter.tokenizer`, `llmos_jupyter.core` and `llmos_jupyter.errors` of
+ours, and torch; a model is used through its methods, never imported.
 """
 
 from llmos_jupyter.engine.generate import GenerationResult, generate, stream

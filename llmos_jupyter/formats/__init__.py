@@ -4,7 +4,12 @@
     load_checkpoint(path) -> Checkpoint
     read_gguf, read_gguf_metadata, read_hf_dir, read_native, write_native
 
-Every reader returns a Checkpoint in OUR tensor naming (see core/checkpoint.py).
+Every reader returns a Checkpoint in OUR tensor naming (see core/checkpoint.py), its
+tokenizer as a TokenizerSpec: gguf_tokenizer.py from GGUF metadata, hf_tokenizer.py from
+tokenizer.json.
+
+Imports: `llmos_jupyter.core` and `llmos_jupyter.errors` of ours; torch, numpy,
+safetensors and gguf.
 """
 
 from __future__ import annotations

@@ -321,7 +321,7 @@ class Transformer(nn.Module):
         if n > self.config.max_seq_len:
             raise ConfigError(
                 f"sequence length {n} exceeds the model's context of "
-                f"{self.config.max_seq_len} tokens; shorten the prompt or max_new_tokens"
+                f"{self.config.max_seq_len} tokens; shorten the prompt or max_tokens"
             )
 
     def _check_cache(self, batch_size: int, seq_len: int) -> None:

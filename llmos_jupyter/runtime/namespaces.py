@@ -27,15 +27,19 @@ class Dataset:
 
     @property
     def record(self) -> Any:
+        """The dataset's catalog record (rows, columns, sha256, stats)."""
         return self._services().datasets.get(self.name)
 
     def rows(self) -> list[dict[str, Any]]:
+        """Every record of the snapshot, in order."""
         return self._services().datasets.rows(self.name)
 
     def head(self, n: int = 5) -> list[dict[str, Any]]:
+        """The first `n` records."""
         return self._services().datasets.head(self.name, n)
 
     def to_pandas(self):
+        """The records as a pandas DataFrame (pandas must be installed)."""
         import pandas as pd
 
         return pd.DataFrame(self.rows())
@@ -77,13 +81,16 @@ class DatasetsAPI:
         return Dataset(self._services, name, self._resolve)
 
     def get(self, name: str) -> Dataset:
+        """Dataset `name`; NotFoundError (with close names) when there is none."""
         self._services().datasets.get(name)  # raises NotFoundError with a suggestion
         return Dataset(self._services, name, self._resolve)
 
     def list(self) -> list[dict[str, Any]]:
+        """Every dataset's record as a dict, by name."""
         return [r.to_dict() for r in self._services().datasets.list()]
 
     def rm(self, name: str) -> None:
+        """Remove dataset `name` and its snapshots."""
         self._services().datasets.remove(name)
 
     def export(self, name: str, path: str | Path, format: str | None = None) -> Path:  # noqa: A002
@@ -131,6 +138,7 @@ class TasksAPI:
         return self._services().tasks.add(name, spec)
 
     def get(self, name: str) -> TaskSpec:
+        """The parsed spec of task `name` (built-in or yours)."""
         return self._services().tasks.get(name)
 
     def list(self) -> list[dict[str, Any]]:
@@ -148,6 +156,7 @@ class TasksAPI:
         return rows
 
     def rm(self, name: str) -> None:
+        """Remove your task `name` (built-in tasks cannot be removed)."""
         self._services().tasks.remove(name)
 
 
@@ -159,23 +168,24 @@ class RunsAPI:
         self._resolve = resolve_model
 
     def list(self, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
+        """The latest `limit` runs (of `status` when given), newest first, as dicts."""
         return [r.to_dict() for r in self._services().runs.list(limit=limit, status=status)]
 
     def get(self, run_id: str):
+        """A handle on run `run_id`: a TrainHandle for training runs, else a RunHandle."""
         rec = self._services().runs.get(run_id)
         if rec.kind == "train":
             return TrainHandle(self._services(), rec.id)
         return RunHandle(self._services(), rec.id)
 
     def cancel(self, run_id: str):
+        """Ask run `run_id` to stop (it ends 'cancelled', keeping finished items); its handle."""
         return self.get(run_id).cancel()
 
     def resume(self, run_id: str, background: bool | None = None, progress=False):
         """Finish an interrupted run; progress as for `llmos.run`."""
-
         rec = self._services().runs.get(run_id)
         if rec.kind == "train":
-
             on_metrics = metrics_callback(progress, rec.total, f"resume {rec.id}")
             return resume_training(self._services(), run_id, background is not False,
                                    on_metrics)
@@ -184,4 +194,5 @@ class RunsAPI:
             return resume_run(self._services(), run_id, self._resolve, background, on_progress)
 
     def export(self, run_id: str, path: str | Path) -> Path:
+        """Write run `run_id`'s items to `path` (CSV or JSONL by the extension)."""
         return Path(self._services().runs.export(run_id, path))
