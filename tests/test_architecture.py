@@ -40,15 +40,16 @@ FLOORS: list[tuple[str, list[tuple[str, ...]]]] = [
     ("core", [("llmos_jupyter.core", "llmos_jupyter.errors", "llmos_jupyter.humanize")]),
     ("kernels", [("llmos_kernels",)]),
 ]
-INTERFACES = [unit for unit in FLOORS[1][1]]
+INTERFACES = list(FLOORS[1][1])
 # What an interface may import besides itself: the api, the bottom floor, and (for the two
 # that parse verbs) the shared verb table. Everything else goes through api.py.
 INTERFACE_REACH = ("llmos_jupyter.api", "llmos_jupyter.core", "llmos_jupyter.errors",
                    "llmos_jupyter.humanize")
 VERB_TABLE_USERS = ("llmos_jupyter.cli", "llmos_jupyter.magics")
-# Imports inside a function must defer one of these (directly or through what they import):
-# each takes 0.1 s or more to import, which the CLI's catalog verbs and `%load_ext llmos`
-# must not pay.
+# Imports inside a function must defer one of these (directly or through what they import),
+# packages whose import the CLI's catalog verbs and `%load_ext llmos` must not pay: torch
+# takes seconds; numpy, gguf, jinja2, ipywidgets, IPython a tenth of a second or more;
+# yaml and tornado a few hundredths.
 HEAVY = {"torch", "triton", "transformers", "peft", "pandas", "pyarrow", "numpy", "gguf",
          "jinja2", "ipywidgets", "IPython", "matplotlib", "yaml", "tornado"}
 
@@ -71,8 +72,7 @@ START_UP_DEFERRALS = {
 # Modules whose deferred imports are not commented yet.
 UNCOMMENTED_DEFERRALS = {"llmos_jupyter.runtime.training", "llmos_jupyter.engine.loss"}
 
-# Known exceptions, each with why it stands: the server, the verb table's parser and the
-# training runtime are being rewritten; these go when those call api.py only.
+# Known exceptions, each with why it stands; each goes when its module keeps the rules.
 KNOWN_EXCEPTIONS = {
     # The verb table reads the train verb's options from its handlers' module, which
     # takes the table's Context: a circle inside the commands package.
@@ -106,7 +106,7 @@ class Import:
     line: int
     in_function: bool
     type_checking: bool
-    comment: str  # comments on the import's lines and the line above
+    comment: str  # comments in the run of imports it belongs to, and on the line above
 
 
 @cache
