@@ -29,17 +29,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmos_jupyter.client_resources import Datasets, Models, RemoteRun, Runs, Tasks, _given, _seg
-from llmos_jupyter.engine.params import SETTINGS
-from llmos_jupyter.errors import LLMOSError
-
-
-class ClientError(LLMOSError):
-    """The server answered with an error: `status`, `code` and its message."""
-
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
-        super().__init__(f"{message} (HTTP {status})")
-        self.status, self.code = status, code
+from llmos_jupyter.client_resources import (
+    ClientError,
+    Datasets,
+    Models,
+    RemoteRun,
+    Runs,
+    Tasks,
+    _given,
+    _seg,
+)
+from llmos_jupyter.core.params import SETTINGS
 
 
 @dataclass

@@ -11,7 +11,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from llmos_jupyter.errors import LLMOSError
+
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
+
+
+class ClientError(LLMOSError):
+    """The server answered with an error: `status`, `code` and its message."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status, self.code = status, code
 
 
 def _seg(name: str) -> str:
@@ -47,8 +57,6 @@ class Models(_Resource):
         for event in self._client._events("POST", "api/models/pull",
                                           {"name": name, "stream": True}):
             if "error" in event:
-                from llmos_jupyter.client import ClientError
-
                 err = event["error"]
                 raise ClientError(400, err.get("message", "pull failed"), err.get("code"))
             if event.get("status") == "success":

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from llmos_jupyter.engine.params import SETTINGS
+from llmos_jupyter.core.params import SETTINGS
 from llmos_jupyter.errors import LLMOSError
 
 # The interfaces a verb or parameter can be offered on: the `llmos` command line, the
@@ -41,14 +41,17 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises CommandError instead of exiting the process."""
 
     def error(self, message: str):  # type: ignore[override]
+        """Bad usage: a CommandError with the message and the usage line."""
         raise CommandError(f"{self.prog}: {message}\n{self.format_usage().strip()}")
 
     def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
+        """What argparse would exit with, raised instead."""
         if message:
             raise CommandError(message.strip())
         raise HelpShown(self.format_help())
 
     def print_help(self, file=None):  # type: ignore[override]
+        """The help text, raised as HelpShown."""
         # argparse's -h prints the help and then exits; carry the text to the interface
         # instead, which prints it once (the CLI to stdout, a notebook as the cell's output).
         raise HelpShown(self.format_help())

@@ -17,11 +17,13 @@ RUN_COLUMNS = ["id", "task", "model", "status", "progress", "dataset", "created_
 
 
 def list_tasks(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos task list`: built-in tasks, then yours."""
     return Table(api.tasks.list(), ["name", "inputs", "output", "builtin", "description"],
                  title="tasks")
 
 
 def show(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos task show NAME`: a task's YAML spec."""
     spec = api.tasks.get(args.name)
     if args.json:
         return Record(spec.to_dict(), value=spec)
@@ -29,6 +31,7 @@ def show(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def add(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos task add NAME -f FILE`: define or update a task from a YAML spec."""
     path = Path(args.file)
     if not path.is_file():
         raise CommandError(f"task add: no file {args.file!r}; give a YAML file with -f")
@@ -37,6 +40,7 @@ def add(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def rm(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos task rm NAME`: remove one of your tasks."""
     api.tasks.rm(args.name)
     return Message(f"removed task {args.name}")
 
@@ -124,6 +128,7 @@ def _is_task(name: str) -> bool:
 
 
 def runs_list(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs list`: the latest runs, newest first."""
     rows = api.runs.list(limit=args.limit, status=args.status)
     if not args.json:
         rows = [{**r, "progress": "{done}/{total}".format(**r["progress"])} for r in rows]
@@ -131,6 +136,7 @@ def runs_list(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def runs_show(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs show ID`: a run's status and its items."""
     handle = api.runs.get(args.id)
     info = handle.to_dict()
     info["items"] = [
@@ -141,11 +147,13 @@ def runs_show(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def runs_cancel(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs cancel ID`: ask a run to stop."""
     handle = api.runs.cancel(args.id)
     return Message(f"cancel requested for run {handle.id} ({handle.status})")
 
 
 def runs_resume(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs resume ID`: finish an interrupted run."""
     handle = api.runs.resume(args.id, background=ctx.background,
                              progress=ctx.progress and not args.json)
     if not ctx.background:
@@ -154,4 +162,5 @@ def runs_resume(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def runs_export(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs export ID PATH`: a run's items as .jsonl or .csv."""
     return Message(f"wrote {api.runs.export(args.id, args.path)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from llmos_jupyter import api
 from llmos_jupyter.commands.output import Output, Record, Table
 from llmos_jupyter.commands.table import Context
 
@@ -30,7 +31,6 @@ def _summary(handle: Any) -> dict[str, Any]:
 def train(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos train MODEL --data D`: trains in the foreground in a terminal (Ctrl-C
     stops it with a checkpoint), in the background with a live plot in a notebook."""
-    from llmos_jupyter import api
 
     options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     handle = api.train(
@@ -44,7 +44,6 @@ def train(args: argparse.Namespace, ctx: Context) -> Output:
 
 def eval_model(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos eval MODEL --data D`: loss and perplexity."""
-    from llmos_jupyter import api
 
     out = api.eval_model(args.model, data=args.data, text_field=args.text_field,
                          prompt_field=args.prompt_field, response_field=args.response_field,
@@ -55,7 +54,6 @@ def eval_model(args: argparse.Namespace, ctx: Context) -> Output:
 def task_eval(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos task eval TASK --data D --label FIELD [--model M]`: accuracy, per label,
     failures."""
-    from llmos_jupyter import api
 
     r = api.evaluate(args.name, data=args.data, label=args.label, model=args.model,
                      map=dict(args.map) or None, limit=args.limit,

@@ -14,6 +14,8 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
+from llmos_jupyter import api
+from llmos_jupyter.commands.output import Record
 from llmos_jupyter.commands.table import CommandError, HelpShown, build_cell_parser, sampling_args
 
 CELL_VERBS = ("generate", "chat", "task", "train")
@@ -21,10 +23,8 @@ CELL_VERBS = ("generate", "chat", "task", "train")
 
 def fill_variables(body: str, namespace: dict[str, Any]) -> str:
     """Replace `{name}` with str(namespace[name]); mistakes are UsageErrors with a hint."""
-    from llmos_jupyter.runtime.prompts import fill_prompt
-
     try:
-        return fill_prompt(body, namespace)
+        return api.fill_prompt(body, namespace)
     except ValueError as e:
         raise UsageError(f"%%llmos: {e}\nUse {{{{ and }}}} for literal braces.") from None
 
@@ -52,8 +52,6 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
-    from llmos_jupyter import api
-
     ns = magics.shell.user_ns
     model = api.load(args.model) if args.model else api.current_model()
     text = fill_variables(cell.strip("\n"), ns)
@@ -90,8 +88,6 @@ def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
 
 
 def _task(args: argparse.Namespace, cell: str) -> Any:
-    from llmos_jupyter import api
-    from llmos_jupyter.commands.output import Record
 
     spec = api.tasks.add(args.name, cell)
     return Record(spec.to_dict(), title=f"task {args.name} (validated)", value=spec)
@@ -101,7 +97,6 @@ def _train(magics: Any, args: argparse.Namespace, cell: str) -> Any:
     """Start a training run from the cell's YAML, with a live loss plot under the cell."""
     import yaml
 
-    from llmos_jupyter import api
 
     try:
         cfg = yaml.safe_load(cell) or {}

@@ -8,8 +8,7 @@ import re
 from typing import Any
 
 from llmos_jupyter.commands.spec import REST, Param, Verb
-from llmos_jupyter.engine.params import SETTINGS
-from llmos_jupyter.server.base import LLMOSHandler
+from llmos_jupyter.core.params import SETTINGS
 from llmos_jupyter.server.verb_routes import BODY_METHODS, rest_verbs, split_route
 
 _SCHEMAS = {
@@ -142,16 +141,6 @@ def _version() -> str:
         return version("llmos-jupyter")
     except PackageNotFoundError:
         return "0"
-
-
-class OpenAPIHandler(LLMOSHandler):
-    """The OpenAPI 3 document of this server's routes."""
-
-    async def get(self) -> None:
-        """The OpenAPI 3 document."""
-        from llmos_jupyter.server.routes import ROUTES
-
-        self.send_json(document(ROUTES))
 
 
 def markdown() -> str:

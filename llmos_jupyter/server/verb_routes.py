@@ -22,10 +22,11 @@ from typing import Any
 
 from llmos_jupyter import api
 from llmos_jupyter.commands.dispatch import dispatch
+from llmos_jupyter.commands.output import Message, Record
 from llmos_jupyter.commands.spec import REST, Context, Param, Verb
 from llmos_jupyter.commands.table import VERBS
 from llmos_jupyter.errors import excerpt, suggest
-from llmos_jupyter.server.base import LLMOSHandler
+from llmos_jupyter.server.base import LLMOSHandler, as_api_error
 from llmos_jupyter.server.protocol import APIError
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -210,8 +211,6 @@ class VerbHandler(LLMOSHandler):
         try:
             out = work.result()
         except Exception as e:  # the stream has begun: the error is its last event
-            from llmos_jupyter.server.base import as_api_error
-
             await self.sse_send(as_api_error(e).body())
         else:
             await self.sse_send({"status": "success", "result": json.loads(out.json())})
@@ -223,16 +222,12 @@ class VerbHandler(LLMOSHandler):
         """`load` and `unload` act on the models this server keeps warm."""
         serving = self.serving
 
-        def load(args: argparse.Namespace, ctx: Context):
-            from llmos_jupyter.commands.output import Record
-
+        def load(args: argparse.Namespace, ctx: Context) -> Record:
             serving.scheduler(args.name)
             row = next((r for r in api.ps() if r["name"] == args.name), {"name": args.name})
             return Record(row, title=f"loaded {args.name}")
 
-        def unload(args: argparse.Namespace, ctx: Context):
-            from llmos_jupyter.commands.output import Message
-
+        def unload(args: argparse.Namespace, ctx: Context) -> Message:
             names = serving.unload(args.name)
             return Message(f"unloaded {', '.join(names)}" if names else "nothing was loaded")
 

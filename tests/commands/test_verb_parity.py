@@ -19,7 +19,7 @@ from llmos_jupyter.commands.table import (
     build_parser,
     parse,
 )
-from llmos_jupyter.engine.params import SETTINGS
+from llmos_jupyter.core.params import SETTINGS
 from llmos_jupyter.magics.verbs import NOTEBOOK_HANDLERS
 from llmos_jupyter.server.openapi import document
 from llmos_jupyter.server.routes import ROUTES
