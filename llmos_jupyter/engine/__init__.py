@@ -10,30 +10,22 @@ Also here: continuous.py (in-flight batching for a server), json_constraint.py
 (JSON-constrained decoding), stops.py (stop strings), and training: loss.py, lora.py,
 train_data.py, training.py.
 
-Names load on first use, so importing one engine module does not import torch for all
-(GenerationParams itself lives on the core floor: every interface offers its settings).
+GenerationParams lives on the core floor (every interface offers its settings without
+importing torch); it is re-exported here for the engine's callers.
 
 Imports: `llmos_jupyter.tokenizer`, `llmos_jupyter.core` and `llmos_jupyter.errors` of
 ours, and torch; a model is used through its methods, never imported.
 """
 
-from __future__ import annotations
+from llmos_jupyter.core.params import GenerationParams
+from llmos_jupyter.engine.generate import GenerationResult, generate, stream
+from llmos_jupyter.engine.sampling import make_generators, sample
 
-import importlib
-from typing import Any
-
-_WHERE = {
-    "GenerationParams": "llmos_jupyter.core.params",
-    "GenerationResult": "llmos_jupyter.engine.generate",
-    "generate": "llmos_jupyter.engine.generate",
-    "stream": "llmos_jupyter.engine.generate",
-    "make_generators": "llmos_jupyter.engine.sampling",
-    "sample": "llmos_jupyter.engine.sampling",
-}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__all__ = [
+    "GenerationParams",
+    "GenerationResult",
+    "generate",
+    "make_generators",
+    "sample",
+    "stream",
+]
