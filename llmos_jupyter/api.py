@@ -14,14 +14,20 @@ from typing import TYPE_CHECKING, Any
 from llmos_jupyter.errors import ConfigError, LLMOSError
 from llmos_jupyter.runtime.cache import MODELS
 from llmos_jupyter.runtime.current import get_current, set_current
+from llmos_jupyter.runtime.evaluation import evaluate_loss, evaluate_task
+from llmos_jupyter.runtime.loss_plot import metrics_callback
 from llmos_jupyter.runtime.namespaces import DatasetsAPI, RunsAPI, TasksAPI
+from llmos_jupyter.runtime.progress import count_callback, count_progress, progress_callback
+from llmos_jupyter.runtime.prompts import fill_prompt
 from llmos_jupyter.runtime.services import services
 from llmos_jupyter.runtime.task_runs import RunHandle, TaskResult, start_run
+from llmos_jupyter.runtime.training import build_spec, check_float_weights, start_training
+from llmos_jupyter.store.sources import DEFAULT_MODEL, SOURCES
 
 __all__ = [
     "pull", "pullable", "import_model", "list_models", "show", "rm", "cp", "create", "load",
     "unload", "ps", "current_model", "generate", "chat", "run", "datasets", "tasks", "runs",
-    "train", "evaluate", "eval_model",
+    "train", "evaluate", "eval_model", "current_model_or_none", "fill_prompt",
     "LoadedModel", "RunHandle", "TaskResult", "LLMOSError",
 ]
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "LoadedModel":
+        # torch, jinja2: imported on first use, not with this module
         from llmos_jupyter.runtime.loaded_model import LoadedModel
 
         return LoadedModel
@@ -50,16 +57,12 @@ def pull(name: str, progress: bool | Progress = True) -> dict[str, Any]:
     progress: True for a progress bar (a widget in notebooks, text in terminals), False for
     none, or a callback (done, total, stage). Raises NotFoundError for unknown names.
     """
-    from llmos_jupyter.runtime.progress import progress_callback
-
     with progress_callback(progress, f"pull {name}") as cb:
         return services().models.pull(name, progress=cb).to_dict()
 
 
 def pullable() -> list[dict[str, Any]]:
     """Models `pull` can fetch: name, description, license, size in bytes."""
-    from llmos_jupyter.store.sources import SOURCES
-
     return [{"name": s.name, "description": s.description, "license": s.license,
              "size_bytes": s.size} for s in SOURCES.values()]
 
@@ -106,8 +109,6 @@ def create(
 
 def _auto_pull(name: str) -> None:
     """Load implies pull for a pullable model not yet in the store (as `ollama run` does)."""
-    from llmos_jupyter.store.sources import SOURCES
-
     s = services()
     if name in SOURCES and name not in {r.name for r in s.models.list()}:
         pull(name)
@@ -117,11 +118,11 @@ def load(name: str | None = None, device: str = "auto", dtype: str = "auto") -> 
     """Load a model (or preset) into memory and make it the current model.
 
     device: "cpu", "cuda" or "auto" (CUDA when present). dtype: "float32", "bfloat16",
-    "float16", "int8", "int4", or "auto" (the fastest mode on that device whose greedy
-    outputs equal float32's). Raises NotFoundError, ConfigError, CheckpointError.
+    "float16", "int8", "int4", "ggml" (GGML blocks as stored, CPU only) or "auto" (the
+    fastest mode on that device whose greedy outputs equal float32's: GGML blocks on a
+    CPU when the model has them, else float32; bfloat16 on CUDA). Raises NotFoundError,
+    ConfigError, CheckpointError.
     """
-    from llmos_jupyter.store.sources import DEFAULT_MODEL
-
     name = name or DEFAULT_MODEL
     _auto_pull(name)
     model = MODELS.get(services(), name, device=device, dtype=dtype)
@@ -147,7 +148,13 @@ def current_model() -> LoadedModel:
     return get_current() or load()
 
 
+def current_model_or_none() -> LoadedModel | None:
+    """The current model if one is loaded, else None; loads nothing."""
+    return get_current()
+
+
 def _model(model: str | LoadedModel | None) -> LoadedModel:
+    # torch, jinja2: imported on first use, not with this module
     from llmos_jupyter.runtime.loaded_model import LoadedModel
 
     if isinstance(model, LoadedModel):
@@ -191,8 +198,6 @@ def run(
     progress=True shows a live bar of items done (a widget in notebooks), or pass a
     (done, total) callback.
     """
-    from llmos_jupyter.runtime.progress import count_progress
-
     with count_progress(progress if data else None, f"{task} on {data}",
                         foreground=background is False) as on_progress:
         return start_run(
@@ -235,9 +240,8 @@ def train(
     in a notebook (a line per step in a terminal), or pass a callback taking each step's
     metrics. Raises (before any step) NotFoundError, ConfigError or DataError.
     """
+    # torch, jinja2: imported on first use, not with this module
     from llmos_jupyter.runtime.loaded_model import LoadedModel
-    from llmos_jupyter.runtime.loss_plot import metrics_callback
-    from llmos_jupyter.runtime.training import build_spec, check_float_weights, start_training
 
     if isinstance(model, LoadedModel):
         check_float_weights(model)
@@ -270,8 +274,6 @@ def evaluate(
     (exact match, ignoring case, spacing and outer punctuation). Returns an EvalResult:
     `.accuracy`, `.per_label` (label, n, correct, accuracy), `.failures`, `.to_dict()`.
     """
-    from llmos_jupyter.runtime.evaluation import evaluate_task
-    from llmos_jupyter.runtime.progress import count_callback
 
     on_progress = count_callback(progress, f"eval {task} on {data}")
     return evaluate_task(services(), task, data, label, model=model, resolve_model=_model,
@@ -290,8 +292,6 @@ def eval_model(
 ) -> dict[str, Any]:
     """Mean next-token loss and perplexity of `model` on dataset `data` (the training data
     kinds and masking: instruction data counts answer tokens only)."""
-    from llmos_jupyter.runtime.evaluation import evaluate_loss
-
     return evaluate_loss(_model(model), data, services(), text_field=text_field,
                          prompt_field=prompt_field, response_field=response_field,
                          seq_len=seq_len, batch_size=batch_size)

@@ -10,6 +10,8 @@ import os
 import signal
 import sys
 
+from llmos_jupyter.commands.output import error_message
+from llmos_jupyter.commands.table import CommandError, Context, HelpShown, parse
 from llmos_jupyter.errors import LLMOSError
 
 
@@ -26,18 +28,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from llmos_jupyter.commands.table import CommandError, Context, _HelpShown, parse
-
     try:
         args = parse(argv)
-    except _HelpShown as h:
+    except HelpShown as h:
         print(h.text.rstrip())
         return 0
     except CommandError as e:
         print(str(e), file=sys.stderr)
         return 2
+    # The handlers bring the api's stack: `llmos --help` answers from the parser alone.
     from llmos_jupyter.commands.dispatch import dispatch
-    from llmos_jupyter.commands.output import error_message
 
     ctx = Context(notebook=False, progress=sys.stderr.isatty() or not getattr(args, "json", False),
                   stdin=sys.stdin)

@@ -9,6 +9,10 @@ script on another machine or a process that should not load models itself:
     for piece in client.generate("smollm2-135m-instruct", "Once upon a time", stream=True):
         print(piece, end="")
     client.invoke("summarize", text="...").output
+    client.datasets.add("reviews", "reviews.jsonl")
+    run = client.run("classify", data="reviews", map={"text": "body"},
+                     labels="positive, negative")
+    run.wait(); run.results()
 
 Inside Jupyter the routes live under {base_url}llmos/: pass that as the base URL and the
 server's token as api_key. Errors are `ClientError`s carrying the server's status and
@@ -19,20 +23,23 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmos_jupyter.errors import LLMOSError
-
-
-class ClientError(LLMOSError):
-    """The server answered with an error: `status`, `code` and its message."""
-
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
-        super().__init__(f"{message} (HTTP {status})")
-        self.status, self.code = status, code
+from llmos_jupyter.client_resources import (
+    ClientError,
+    Datasets,
+    Models,
+    RemoteRun,
+    Runs,
+    Tasks,
+    _given,
+    _seg,
+)
+from llmos_jupyter.core.params import SETTINGS
 
 
 @dataclass
@@ -54,13 +61,6 @@ class TaskOutput:
     usage: dict[str, int] | None = None
 
 
-class _Models:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def list(self) -> list[dict[str, Any]]:
-        """Every model and preset the server has: [{"id", "created", ...}]."""
-        return self._client._json("GET", "v1/models")["data"]
 
 
 class Client:
@@ -71,7 +71,10 @@ class Client:
         self.base_url = base_url.rstrip("/") + "/"
         self.api_key = api_key
         self.timeout = timeout
-        self.models = _Models(self)
+        self.models = Models(self)
+        self.datasets = Datasets(self)
+        self.tasks = Tasks(self)
+        self.runs = Runs(self)
 
     def __repr__(self) -> str:
         return f"<llmos.Client {self.base_url}>"
@@ -114,17 +117,53 @@ class Client:
                          body)
         return TaskOutput(out["output"], out.get("text"), out["run_id"], out.get("usage"))
 
+    def run(self, task: str, *, data: str | None = None, map: dict[str, str] | None = None,  # noqa: A002
+            model: str | None = None, limit: int | None = None,
+            **inputs_and_params: Any) -> RemoteRun | dict[str, Any]:
+        """Run a task (POST /api/tasks/{task}/run): over every row of dataset `data`, it
+        returns a `RemoteRun` at once (the server runs it); on one set of inputs, the
+        finished result {"run_id", "status", "output"}. Keywords that are sampling
+        settings (temperature, max_tokens, ...) set those; the others are task inputs."""
+        body: dict[str, Any] = {"data": data, "map": map, "model": model, "limit": limit}
+        inputs = {k: v for k, v in inputs_and_params.items() if k not in SETTINGS}
+        body.update({k: v for k, v in inputs_and_params.items() if k in SETTINGS})
+        if inputs:
+            body["input"] = {k: v if isinstance(v, str) else json.dumps(v)
+                             for k, v in inputs.items()}
+        out = self._json("POST", f"api/tasks/{_seg(task)}/run", _given(body))
+        return RemoteRun(self, out["id"], out) if data is not None else out
+
+    def train(self, model: str, *, data: str, **options: Any) -> RemoteRun:
+        """Fine-tune `model` on dataset `data` in the server (POST /api/train); options as
+        `llmos.train`'s (output, method, steps, batch_size, seq_len, lr, ...)."""
+        out = self._json("POST", "api/train", {"model": model, "data": data, **options})
+        return RemoteRun(self, out.get("run_id") or out["id"], out)
+
+    def evaluate(self, task: str, *, data: str, label: str, model: str | None = None,
+                 map: dict[str, str] | None = None,  # noqa: A002
+                 limit: int | None = None) -> dict[str, Any]:
+        """Score a task against labelled data (POST /api/tasks/{task}/eval): accuracy,
+        per label, failures."""
+        return self._json("POST", f"api/tasks/{_seg(task)}/eval", _given(
+            {"data": data, "label": label, "model": model, "map": map, "limit": limit}))
+
     def health(self) -> dict[str, Any]:
         """GET /health: {"status": "ok", "models": [...]}."""
         return self._json("GET", "health")
 
     # --- HTTP ----------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Content-Type": "application/json"}
+    def _request(self, method: str, path: str, body: Any = None,
+                 query: dict[str, Any] | None = None, raw: bytes | None = None) -> Any:
+        headers = {"Content-Type": "application/octet-stream" if raw is not None
+                   else "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        data = None if body is None else json.dumps(body).encode()
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        if query:
+            given = {k: str(v).lower() if isinstance(v, bool) else v
+                     for k, v in query.items() if v is not None}
+            path += "?" + urllib.parse.urlencode(given)
         req = urllib.request.Request(self.base_url + path, data=data, method=method,
                                      headers=headers)
         try:
@@ -135,9 +174,18 @@ class Client:
             raise ClientError(0, f"cannot reach the LLMOS server at {self.base_url}: "
                               f"{e.reason}; is `llmos serve` running?") from None
 
-    def _json(self, method: str, path: str, body: Any = None) -> Any:
-        with self._request(method, path, body) as r:
+    def _json(self, method: str, path: str, body: Any = None,
+              query: dict[str, Any] | None = None, raw: bytes | None = None) -> Any:
+        with self._request(method, path, body, query, raw) as r:
             return json.loads(r.read())
+
+    def _events(self, method: str, path: str, body: Any = None) -> Iterator[Any]:
+        """The JSON of each `data:` event of a server-sent event stream."""
+        with self._request(method, path, body) as r:
+            for raw in r:
+                line = raw.decode().strip()
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    yield json.loads(line[6:])
 
     def _pieces(self, path: str, body: dict[str, Any], text_of) -> Iterator[str]:  # noqa: ANN001
         """Text pieces of a streamed (SSE) answer; closing the iterator closes the

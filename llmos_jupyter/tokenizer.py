@@ -32,8 +32,8 @@ from typing import Any
 import tiktoken
 
 from llmos_jupyter.chat_template import encode_chat, render_chat_template
+from llmos_jupyter.core.tokenizer_spec import IGNORE_MERGES_PRE, TokenizerSpec, split_pattern
 from llmos_jupyter.errors import CheckpointError
-from llmos_jupyter.formats.checkpoint import TokenizerSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,57 +42,6 @@ SPECIAL_TOKEN_TYPES = frozenset({3, 4})
 # Tokens that end a turn or a document: generation stops on any of them.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>",
                       "<|eom_id|>", "<|end|>", "<end_of_turn>")
-
-# ---- pre-tokenizer split patterns (tiktoken's regex dialect: Rust fancy-regex) -----------
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-# HF SmolLM: Sequence[Digits(individual_digits=True), ByteLevel] = every digit is its own
-# piece, then GPT-2's regex runs on the text between digits. In one regex: `\p{N}` alone
-# replaces ` ?\p{N}+`, and the whitespace lookahead treats a digit like the end of the
-# text, so "a  1" splits "a", "  ", "1" (plain GPT-2 would give "a", " ", " 1").
-SMOLLM_PATTERN = (
-    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
-)
-LLAMA3_PATTERN = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
-    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-QWEN2_PATTERN = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
-    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-GPT4O_PATTERN = "|".join([
-    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"""
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"""
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-    r"""\p{N}{1,3}""", r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""", r"""\s*[\r\n]+""",
-    r"""\s+(?!\S)""", r"""\s+""",
-])
-# Names as GGUF `tokenizer.ggml.pre` spells them. Not here on purpose: deepseek-llm,
-# deepseek-coder, falcon, bloom, chatglm... llama.cpp applies several regexes one after
-# another (later ones see only earlier fragments, with `$` anchored at fragment ends and
-# explicit CJK code-point ranges); that is not one tiktoken regex in general, so they fall
-# back to GPT-2 with a warning and are not exact.
-PRE_PATTERNS: dict[str, str] = {
-    **dict.fromkeys(("gpt2", "gpt-2", "default", "mpt", "olmo", "jais"), GPT2_PATTERN),
-    **dict.fromkeys(("smollm", "starcoder", "refact", "command-r", "codeshell", "exaone",
-                     "minerva"), SMOLLM_PATTERN),
-    **dict.fromkeys(("llama-bpe", "llama3", "dbrx", "smaug-bpe"), LLAMA3_PATTERN),
-    **dict.fromkeys(("qwen2", "stablelm2", "deepseek-r1-qwen"), QWEN2_PATTERN),
-    **dict.fromkeys(("gpt-4o", "o200k"), GPT4O_PATTERN),
-}
-# Families whose original tokenizer returns a whole piece that is a token without merging
-# (HF `ignore_merges`, llama.cpp LLAMA3) -- exactly tiktoken's shortcut.
-IGNORE_MERGES_PRE = frozenset({"llama-bpe", "llama3", "dbrx", "smaug-bpe"})
-
-
-def split_pattern(pre: str) -> str:
-    """The split regex of pre-tokenizer family `pre` (unknown names: GPT-2, with a warning)."""
-    pattern = PRE_PATTERNS.get(pre.lower())
-    if pattern is None:
-        log.warning("unknown pre-tokenizer %r: using GPT-2's split, token ids may differ", pre)
-        return GPT2_PATTERN
-    return pattern
 
 
 # ---- GPT-2's byte <-> printable character alphabet ----------------------------------------
@@ -456,67 +405,3 @@ class StreamDecoder:
     def flush(self) -> str:
         """End of stream: return whatever is held back (incomplete bytes as U+FFFD)."""
         return self._utf8.decode(b"", final=True)
-
-
-# ---- Hugging Face tokenizer.json -----------------------------------------------------------
-def _pre_from_hf(pre_tokenizer: dict | None) -> str:
-    """Name the pre-tokenizer family of a tokenizer.json `pre_tokenizer` object."""
-    if not pre_tokenizer:
-        log.warning("tokenizer.json has no pre_tokenizer: assuming GPT-2's split")
-        return "gpt2"
-    steps = pre_tokenizer.get("pretokenizers", [pre_tokenizer])
-    kinds = [s.get("type") for s in steps]
-    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
-        return "gpt2"
-    if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
-        return "smollm"
-    if kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True):
-        regex = steps[0].get("pattern", {}).get("Regex")
-        for name in ("llama3", "qwen2", "gpt-4o"):
-            if regex == PRE_PATTERNS[name]:
-                return name
-    log.warning("unrecognized pre_tokenizer %s: assuming GPT-2's split, ids may differ", kinds)
-    return "gpt2"
-
-
-def _token_content(value: Any) -> str | None:
-    # tokenizer_config.json spells tokens as strings or as {"content": ...} objects.
-    return value.get("content") if isinstance(value, dict) else value
-
-
-def spec_from_tokenizer_json(obj: dict, tokenizer_config: dict | None = None) -> TokenizerSpec:
-    """A TokenizerSpec from a parsed HF tokenizer.json (byte-level BPE only).
-
-    `tokenizer_config` (parsed tokenizer_config.json) supplies bos/eos/pad tokens, the
-    chat template and add_bos_token. Raises CheckpointError for other tokenizer kinds.
-    """
-    model = obj.get("model") or {}
-    if model.get("type") != "BPE":
-        raise CheckpointError(
-            f"tokenizer.json has a {model.get('type')!r} model; only byte-level BPE is supported")
-    added = obj.get("added_tokens") or []
-    size = 1 + max([*model["vocab"].values(), *(t["id"] for t in added)], default=-1)
-    tokens = [f"[PAD{i}]" for i in range(size)]  # holes: unused ids, as llama.cpp fills them
-    types = [5] * size
-    for text, i in model["vocab"].items():
-        tokens[i], types[i] = text, 1
-    for t in added:
-        tokens[t["id"]], types[t["id"]] = t["content"], 3 if t.get("special") else 4
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-
-    config = tokenizer_config or {}
-    index = {t: i for i, t in enumerate(tokens)}
-
-    def token_id(key: str) -> int | None:
-        text = _token_content(config.get(key))
-        return index.get(text) if text is not None else None
-
-    template = config.get("chat_template")
-    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}]
-        named = {t.get("name"): t.get("template") for t in template}
-        template = named.get("default", next(iter(named.values()), None))
-    return TokenizerSpec(
-        tokens=tokens, merges=merges, pre=_pre_from_hf(obj.get("pre_tokenizer")),
-        token_types=types, bos_id=token_id("bos_token"), eos_id=token_id("eos_token"),
-        pad_id=token_id("pad_token"), add_bos=bool(config.get("add_bos_token", False)),
-        chat_template=template)

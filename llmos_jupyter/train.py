@@ -20,6 +20,9 @@ import sys
 from typing import Any
 
 from llmos_jupyter.errors import ConfigError, LLMOSError
+from llmos_jupyter.runtime.loss_plot import status_line
+from llmos_jupyter.runtime.services import services
+from llmos_jupyter.runtime.training import build_spec, execute_training, prepare
 
 JOB_KEYS = ("model", "data", "output", "val_data", "text_field", "prompt_field",
             "response_field", "device", "method")
@@ -42,8 +45,6 @@ def load_config(path: str) -> dict[str, Any]:
 
 def spec_from_config(services: Any, cfg: dict[str, Any], device: str) -> dict[str, Any]:
     """api.train's keywords (a dict) -> the recorded job spec."""
-    from llmos_jupyter.runtime.training import build_spec
-
     job = {k: cfg[k] for k in JOB_KEYS if k in cfg}
     options = {k: v for k, v in cfg.items() if k not in JOB_KEYS}
     job.setdefault("output", f"{job['model']}-tuned")
@@ -57,9 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from llmos_jupyter.runtime.loss_plot import status_line
-    from llmos_jupyter.runtime.services import services
-    from llmos_jupyter.runtime.training import execute_training, prepare
 
     parser = argparse.ArgumentParser(prog="python -m llmos_jupyter.train")
     parser.add_argument("config", nargs="?", help="YAML job file")

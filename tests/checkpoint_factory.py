@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.core.config import ModelConfig
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Merges in rank order; each joins two tokens that exist by then. "hello world" and

@@ -19,14 +19,14 @@ import pytest
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers
 
-from llmos_jupyter.formats.checkpoint import TokenizerSpec
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
+from llmos_jupyter.formats.hf_tokenizer import spec_from_tokenizer_json
 from llmos_jupyter.tokenizer import (
     StreamDecoder,
     Tokenizer,
     bpe_conflicts,
     build_tables,
     byte_to_unicode,
-    spec_from_tokenizer_json,
 )
 
 HAND_CORPUS = [

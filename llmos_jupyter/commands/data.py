@@ -16,11 +16,13 @@ def _row(d: dict) -> dict:
 
 
 def add(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos data add NAME FILE`: snapshot a file as a dataset."""
     ds = api.datasets.add(args.name, args.path, format=args.format, replace=args.replace)
     return Record(ds.record.to_dict(), title=f"added dataset {args.name}", value=ds)
 
 
 def list_datasets(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos data list`: every dataset with its rows and columns."""
     rows = api.datasets.list()
     if args.json:
         return Table(rows, DATA_COLUMNS)
@@ -29,6 +31,7 @@ def list_datasets(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def show(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos data show NAME`: a dataset's record and its first rows."""
     ds = api.datasets.get(args.name)
     info = ds.record.to_dict()
     if args.head:
@@ -57,6 +60,7 @@ class _Both(Record):
 
 
 def stats(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos data stats NAME`: per-column statistics (tokens too, with a model)."""
     info = api.datasets.get(args.name).stats(model=args.model)
     if args.json:
         return Record(info, title=f"{args.name} stats")
@@ -80,16 +84,19 @@ def stats(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def rm(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos data rm NAME`: remove a dataset."""
     api.datasets.rm(args.name)
     return Message(f"removed dataset {args.name}")
 
 
 def export(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos data export NAME PATH`: write a dataset out (format from the extension)."""
     path = api.datasets.export(args.name, args.path, format=args.format)
     return Message(f"wrote {path}")
 
 
 def prep(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos data prep SRC DST`: clean and split a dataset into new ones."""
     split = {}
     for k, v in args.split:
         try:
@@ -107,6 +114,7 @@ def prep(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def tokenize(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos data tokenize NAME --model M`: token shards with a model's tokenizer."""
     info = api.datasets.tokenize(args.name, args.model, text_field=args.text_field,
                                  progress=ctx.progress and not args.json)
     return Record(info, title=f"tokenized {args.name}")

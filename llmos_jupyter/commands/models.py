@@ -11,8 +11,6 @@ from llmos_jupyter.commands.table import Context
 from llmos_jupyter.humanize import human_bytes, human_count
 
 MODEL_COLUMNS = ["name", "kind", "arch", "params", "quantization", "size", "created_at"]
-SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-            "stop", "seed")
 
 
 def _model_row(d: dict) -> dict:
@@ -30,11 +28,6 @@ def _readable(d: dict) -> dict:
     return out
 
 
-def sampling_args(args: argparse.Namespace) -> dict:
-    """The sampling options given on the command line (unset ones left out)."""
-    return {k: getattr(args, k) for k in SAMPLING if getattr(args, k, None) is not None}
-
-
 # What `pull` and `import` print (`show` has everything).
 SUMMARY_KEYS = ("name", "arch", "params", "quantization", "context_length", "size", "source")
 
@@ -45,11 +38,13 @@ def _summary(rec: dict) -> dict:
 
 
 def pull(args: argparse.Namespace, ctx: Context) -> Output:
-    rec = api.pull(args.name, progress=ctx.progress and not args.json)
+    """`llmos pull NAME`: fetch a model into the store."""
+    rec = api.pull(args.name, progress=ctx.on_progress or (ctx.progress and not args.json))
     return Record(rec if args.json else _readable(_summary(rec)), title=f"pulled {args.name}")
 
 
 def list_models(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos list`: the models in the store."""
     rows = [_model_row(d) for d in api.list_models()]
     if not args.json:
         rows = [_readable(r) for r in rows]
@@ -58,21 +53,25 @@ def list_models(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def show(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos show NAME`: a model's record (config, size, parameters, template)."""
     info = api.show(args.name)
     return Record(info if args.json else _readable(info), title=args.name)
 
 
 def rm(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos rm NAME`: remove a model (and, with --cascade, the presets built on it)."""
     removed = api.rm(args.name, cascade=args.cascade)
     return Message(f"removed {', '.join(removed)}")
 
 
 def cp(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos cp SRC DST`: copy a model under a new name."""
     api.cp(args.src, args.dst)
     return Message(f"copied {args.src} to {args.dst}")
 
 
 def import_model(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos import NAME PATH`: a GGUF file or model directory into the store."""
     rec = api.import_model(args.name, args.path)
     return Record(rec if args.json else _readable(_summary(rec)), title=f"imported {args.name}")
 
@@ -86,12 +85,14 @@ def _param_value(text: str):
 
 
 def create(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos create NAME --from BASE`: a preset (system prompt, sampling) on a model."""
     params = {k: _param_value(v) for k, v in args.param}
     rec = api.create(args.name, args.base, system=args.system, params=params or None)
     return Record(rec, title=f"created {args.name}")
 
 
 def ps(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos ps`: the models loaded in this process."""
     rows = [{**r, "size": human_bytes(r["size_bytes"])} for r in api.ps()]
     return Table(rows, ["name", "mode", "device", "size", "load_seconds"], title="loaded",
                  empty="no model loaded in this process")

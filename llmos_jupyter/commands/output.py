@@ -29,15 +29,19 @@ def _short(text: str, width: int = 60) -> str:
 
 @dataclass
 class Table:
+    """Rows under column headings: aligned text in a terminal, an HTML table in a notebook."""
+
     rows: list[dict[str, Any]]
     columns: list[str]
     title: str = ""
     empty: str = "(none)"
 
     def json(self) -> str:
+        """The rows as a JSON array (for --json)."""
         return json.dumps(self.rows, ensure_ascii=False, default=str, indent=2)
 
     def text(self) -> str:
+        """The rows as aligned columns under upper-case headings."""
         if not self.rows:
             return self.empty
         cells = [[_short(_cell(r.get(c))) for c in self.columns] for r in self.rows]
@@ -66,6 +70,7 @@ class TitledTable(Table):
     """A table whose text starts with its title (a run's status above its items)."""
 
     def text(self) -> str:
+        """The title, then the table."""
         return f"{self.title}\n{super().text()}" if self.title else super().text()
 
     __repr__ = text
@@ -73,14 +78,18 @@ class TitledTable(Table):
 
 @dataclass
 class Record:
+    """One object's fields, one per line (`show` verbs); an HTML table in a notebook."""
+
     data: dict[str, Any]
     title: str = ""
     value: Any = field(default=None, repr=False)  # the Python object behind it, for -o VAR
 
     def json(self) -> str:
+        """The fields as a JSON object (for --json)."""
         return json.dumps(self.data, ensure_ascii=False, default=str, indent=2)
 
     def text(self) -> str:
+        """The title, then `field  value` lines; multi-line values indented below."""
         width = max((len(k) for k in self.data), default=0)
         lines = [self.title] if self.title else []
         for k, v in self.data.items():
@@ -105,13 +114,17 @@ class Record:
 
 @dataclass
 class Message:
+    """A sentence saying what a verb did."""
+
     message: str
     value: Any = field(default=None, repr=False)
 
     def json(self) -> str:
+        """{"message": ...} (for --json)."""
         return json.dumps({"message": self.message}, ensure_ascii=False)
 
     def text(self) -> str:
+        """The message itself."""
         return self.message
 
     __repr__ = text

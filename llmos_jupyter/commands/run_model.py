@@ -12,9 +12,8 @@ import argparse
 from typing import Any
 
 from llmos_jupyter import api
-from llmos_jupyter.commands.models import sampling_args
 from llmos_jupyter.commands.output import Message, Output, Record
-from llmos_jupyter.commands.table import CommandError, Context
+from llmos_jupyter.commands.table import CommandError, Context, sampling_args
 
 SESSION_HELP = """Available commands:
   /clear   forget the conversation so far

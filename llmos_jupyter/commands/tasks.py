@@ -8,21 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from llmos_jupyter import api
-from llmos_jupyter.commands.models import sampling_args
 from llmos_jupyter.commands.output import Message, Output, Record, Table, TitledTable
 from llmos_jupyter.commands.run_model import run_model
-from llmos_jupyter.commands.table import CommandError, Context
+from llmos_jupyter.commands.table import CommandError, Context, sampling_args
 from llmos_jupyter.errors import LLMOSError, NotFoundError, suggest
 
 RUN_COLUMNS = ["id", "task", "model", "status", "progress", "dataset", "created_at"]
 
 
 def list_tasks(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos task list`: built-in tasks, then yours."""
     return Table(api.tasks.list(), ["name", "inputs", "output", "builtin", "description"],
                  title="tasks")
 
 
 def show(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos task show NAME`: a task's YAML spec."""
     spec = api.tasks.get(args.name)
     if args.json:
         return Record(spec.to_dict(), value=spec)
@@ -30,6 +31,7 @@ def show(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def add(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos task add NAME -f FILE`: define or update a task from a YAML spec."""
     path = Path(args.file)
     if not path.is_file():
         raise CommandError(f"task add: no file {args.file!r}; give a YAML file with -f")
@@ -38,6 +40,7 @@ def add(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def rm(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos task rm NAME`: remove one of your tasks."""
     api.tasks.rm(args.name)
     return Message(f"removed task {args.name}")
 
@@ -70,9 +73,9 @@ def task_run(args: argparse.Namespace, ctx: Context) -> Output:
                              + (f"; the model wrote: {r.raw_text!r}" if r.raw_text else ""))
         return Message(_plain(r.output), value=r)
     handle = api.run(args.name, model=args.model, data=args.data, map=mapping, limit=args.limit,
-                     params=params, background=ctx.notebook,
+                     params=params, background=ctx.background,
                      progress=ctx.progress and not args.json, **inputs)
-    if ctx.notebook:
+    if ctx.background:
         return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
     handle.wait()
     return _run_outputs(handle, api.tasks.get(args.name).inputs, args.json)
@@ -125,6 +128,7 @@ def _is_task(name: str) -> bool:
 
 
 def runs_list(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs list`: the latest runs, newest first."""
     rows = api.runs.list(limit=args.limit, status=args.status)
     if not args.json:
         rows = [{**r, "progress": "{done}/{total}".format(**r["progress"])} for r in rows]
@@ -132,27 +136,31 @@ def runs_list(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def runs_show(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs show ID`: a run's status and its items."""
     handle = api.runs.get(args.id)
     info = handle.to_dict()
     info["items"] = [
         {k: it[k] for k in ("idx", "status", "output", "error")}
-        for it in handle.results()[: args.items]
+        for it in handle.results(offset=args.offset, limit=args.items)
     ]
     return Record(info, title=f"run {handle.id}", value=handle)
 
 
 def runs_cancel(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs cancel ID`: ask a run to stop."""
     handle = api.runs.cancel(args.id)
     return Message(f"cancel requested for run {handle.id} ({handle.status})")
 
 
 def runs_resume(args: argparse.Namespace, ctx: Context) -> Output:
-    handle = api.runs.resume(args.id, background=ctx.notebook,
+    """`llmos runs resume ID`: finish an interrupted run."""
+    handle = api.runs.resume(args.id, background=ctx.background,
                              progress=ctx.progress and not args.json)
-    if not ctx.notebook:
+    if not ctx.background:
         handle.wait()
     return Record(handle.to_dict(), title=f"run {handle.id}", value=handle)
 
 
 def runs_export(args: argparse.Namespace, ctx: Context) -> Output:
+    """`llmos runs export ID PATH`: a run's items as .jsonl or .csv."""
     return Message(f"wrote {api.runs.export(args.id, args.path)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from llmos_jupyter import api
 from llmos_jupyter.commands.output import Output, Record, Table
 from llmos_jupyter.commands.table import Context
 
@@ -14,35 +15,6 @@ from llmos_jupyter.commands.table import Context
 TRAIN_OPTIONS = ("warmup_steps", "min_lr_ratio", "weight_decay", "max_grad_norm",
                  "grad_accum", "seed", "lora_rank", "lora_alpha", "lora_targets",
                  "checkpoint_every", "eval_every")
-
-
-def add_train_args(p: argparse.ArgumentParser) -> None:
-    """The options of the train verb (the verb table calls this)."""
-    p.add_argument("model", help="the base model (a catalog name)")
-    p.add_argument("--data", required=True, help="training dataset")
-    p.add_argument("--output", "-O", help="name of the new model (default MODEL-tuned)")
-    p.add_argument("--method", choices=["lora", "full"], default="lora")
-    p.add_argument("--steps", type=int, default=100, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--seq-len", type=int, default=512, help="longest example in tokens")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
-    p.add_argument("--val-data", help="dataset for the validation loss")
-    p.add_argument("--text-field", help="the text column (plain text data)")
-    p.add_argument("--prompt-field", help="the prompt column (instruction data)")
-    p.add_argument("--response-field", help="the answer column (instruction data)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--min-lr-ratio", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--max-grad-norm", type=float)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--lora-rank", type=int)
-    p.add_argument("--lora-alpha", type=float)
-    p.add_argument("--lora-targets", help="q_proj,v_proj (default) ... or all-linear")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    p.add_argument("--eval-every", type=int, help="steps between validation losses")
-    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
 
 
 def _summary(handle: Any) -> dict[str, Any]:
@@ -59,7 +31,6 @@ def _summary(handle: Any) -> dict[str, Any]:
 def train(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos train MODEL --data D`: trains in the foreground in a terminal (Ctrl-C
     stops it with a checkpoint), in the background with a live plot in a notebook."""
-    from llmos_jupyter import api
 
     options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     handle = api.train(
@@ -67,13 +38,12 @@ def train(args: argparse.Namespace, ctx: Context) -> Output:
         batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, val_data=args.val_data,
         text_field=args.text_field, prompt_field=args.prompt_field,
         response_field=args.response_field, device=args.device,
-        background=ctx.notebook, progress=ctx.progress and not args.json, **options)
+        background=ctx.background, progress=ctx.progress and not args.json, **options)
     return Record(_summary(handle), title=f"training run {handle.id}", value=handle)
 
 
 def eval_model(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos eval MODEL --data D`: loss and perplexity."""
-    from llmos_jupyter import api
 
     out = api.eval_model(args.model, data=args.data, text_field=args.text_field,
                          prompt_field=args.prompt_field, response_field=args.response_field,
@@ -84,7 +54,6 @@ def eval_model(args: argparse.Namespace, ctx: Context) -> Output:
 def task_eval(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos task eval TASK --data D --label FIELD [--model M]`: accuracy, per label,
     failures."""
-    from llmos_jupyter import api
 
     r = api.evaluate(args.name, data=args.data, label=args.label, model=args.model,
                      map=dict(args.map) or None, limit=args.limit,

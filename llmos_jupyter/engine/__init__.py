@@ -6,27 +6,26 @@ Public API:
     stream             complete one prompt, yielding text pieces
     sample             pick next tokens from logits (penalty, temperature, top-k/p, min-p)
 
-Names load on first use: `engine.params` (the sampling settings every interface offers)
-must import without torch, so the CLI starts fast.
+Also here: continuous.py (in-flight batching for a server), json_constraint.py
+(JSON-constrained decoding), stops.py (stop strings), and training: loss.py, lora.py,
+train_data.py, training.py.
+
+GenerationParams lives on the core floor (every interface offers its settings without
+importing torch); it is re-exported here for the engine's callers.
+
+Imports: `llmos_jupyter.tokenizer`, `llmos_jupyter.core` and `llmos_jupyter.errors` of
+ours, and torch; a model is used through its methods, never imported.
 """
 
-from __future__ import annotations
+from llmos_jupyter.core.params import GenerationParams
+from llmos_jupyter.engine.generate import GenerationResult, generate, stream
+from llmos_jupyter.engine.sampling import make_generators, sample
 
-import importlib
-from typing import Any
-
-_WHERE = {
-    "GenerationParams": "params",
-    "GenerationResult": "generate",
-    "generate": "generate",
-    "stream": "generate",
-    "make_generators": "sampling",
-    "sample": "sampling",
-}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__all__ = [
+    "GenerationParams",
+    "GenerationResult",
+    "generate",
+    "make_generators",
+    "sample",
+    "stream",
+]

@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
+from llmos_jupyter.core.params import GenerationParams
 from llmos_jupyter.engine.generate import KV_BUDGET_BYTES, GenerationResult, _plan, _Row
 from llmos_jupyter.engine.generate import _stream_decoder as stream_decoder
 from llmos_jupyter.engine.json_constraint import JsonConstraint, vocabulary_bytes
-from llmos_jupyter.engine.params import GenerationParams
 from llmos_jupyter.engine.sampling import make_generators, sample
 from llmos_jupyter.errors import ConfigError, PromptError
 

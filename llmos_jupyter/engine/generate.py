@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from llmos_jupyter.engine.params import GenerationParams
+from llmos_jupyter.core.params import GenerationParams
 from llmos_jupyter.engine.sampling import make_generators, sample
 from llmos_jupyter.engine.stops import StopText
 from llmos_jupyter.errors import PromptError
@@ -530,6 +530,7 @@ def _results(
 
 def _stream_decoder(tokenizer: Any) -> Any:
     """A fresh incremental UTF-8 decoder for one row."""
+    # jinja2: imported on first use, not with this module
     from llmos_jupyter.tokenizer import StreamDecoder
 
     return StreamDecoder(tokenizer)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from llmos_jupyter.engine.params import GenerationParams
+from llmos_jupyter.core.params import GenerationParams
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 

@@ -4,7 +4,12 @@
     load_checkpoint(path) -> Checkpoint
     read_gguf, read_gguf_metadata, read_hf_dir, read_native, write_native
 
-Every reader returns a Checkpoint in OUR tensor naming (see formats/checkpoint.py).
+Every reader returns a Checkpoint in OUR tensor naming (see core/checkpoint.py), its
+tokenizer as a TokenizerSpec: gguf_tokenizer.py from GGUF metadata, hf_tokenizer.py from
+tokenizer.json.
+
+Imports: `llmos_jupyter.core` and `llmos_jupyter.errors` of ours; torch, numpy,
+safetensors and gguf.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from llmos_jupyter.core.checkpoint import Checkpoint
 from llmos_jupyter.errors import CheckpointError
-from llmos_jupyter.formats.checkpoint import Checkpoint, QuantizedTensor, TokenizerSpec
 from llmos_jupyter.formats.gguf import read_gguf, read_gguf_metadata
 from llmos_jupyter.formats.gguf_file import GGUF_MAGIC
 from llmos_jupyter.formats.hf import read_hf_dir
@@ -27,8 +32,6 @@ EXPECTED = (
 
 __all__ = [
     "Checkpoint",
-    "QuantizedTensor",
-    "TokenizerSpec",
     "detect_format",
     "load_checkpoint",
     "read_gguf",

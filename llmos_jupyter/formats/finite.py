@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from llmos_jupyter.formats.checkpoint import QuantizedTensor, Tensor
+from llmos_jupyter.core.checkpoint import QuantizedTensor, Tensor
 
 # ggml block type -> (bytes per block, byte offsets of its float16 scales), from
 # ggml-common.h. Types not listed (ternary, IQ2/IQ3/IQ1 grids, MXFP4) are not checked.

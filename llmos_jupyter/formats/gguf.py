@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from llmos_jupyter.core.checkpoint import Checkpoint, QuantizedTensor, Tensor
+from llmos_jupyter.core.config import ModelConfig
 from llmos_jupyter.errors import CheckpointError, ConfigError
-from llmos_jupyter.formats.checkpoint import Checkpoint, QuantizedTensor, Tensor
 from llmos_jupyter.formats.gguf_file import GGUFFile, GGUFTensorInfo
 from llmos_jupyter.formats.gguf_tokenizer import tokenizer_from_fields
 from llmos_jupyter.formats.shapes import check_shapes
-from llmos_jupyter.model.config import ModelConfig
 
 # GGUF architecture -> (our arch, were Q/K rows permuted by llama.cpp's converter?)
 ARCHITECTURES: dict[str, tuple[str, bool]] = {

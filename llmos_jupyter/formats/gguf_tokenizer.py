@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
 from llmos_jupyter.errors import CheckpointError
-from llmos_jupyter.formats.checkpoint import TokenizerSpec
 
 # llama.cpp's token types: 0 undefined, 1 normal, 2 unknown, 3 control, 4 user-defined,
 # 5 unused, 6 byte. Anything else is a corrupt table.

@@ -14,10 +14,12 @@ from typing import Any
 
 import torch
 
+from llmos_jupyter.core.checkpoint import Checkpoint
+from llmos_jupyter.core.config import ROPE_SCALING_KEYS, ModelConfig
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
 from llmos_jupyter.errors import CheckpointError, ConfigError
-from llmos_jupyter.formats.checkpoint import Checkpoint, TokenizerSpec
+from llmos_jupyter.formats.hf_tokenizer import spec_from_tokenizer_json
 from llmos_jupyter.formats.shapes import check_shapes
-from llmos_jupyter.model.config import ROPE_SCALING_KEYS, ModelConfig
 
 LLAMA_TYPES = ("llama", "mistral", "qwen2", "smollm", "smollm2", "smollm3")
 # Qwen2 always has q/k/v biases; llama/mistral only when config says attention_bias.
@@ -274,12 +276,10 @@ def _gpt2_tensors(take: _Taker, cfg: ModelConfig) -> dict[str, torch.Tensor]:
 
 
 def _tokenizer(root: Path) -> TokenizerSpec | None:
-    """tokenizer.json (through llmos_jupyter.tokenizer) or GPT-2's vocab.json + merges.txt."""
+    """tokenizer.json (see hf_tokenizer.py) or GPT-2's vocab.json + merges.txt."""
     tok_config_path = root / "tokenizer_config.json"
     tok_config = _read_json(tok_config_path) if tok_config_path.is_file() else None
     if (root / "tokenizer.json").is_file():
-        from llmos_jupyter.tokenizer import spec_from_tokenizer_json
-
         return spec_from_tokenizer_json(_read_json(root / "tokenizer.json"), tok_config)
     if (root / "vocab.json").is_file() and (root / "merges.txt").is_file():
         return _spec_from_vocab_merges(root, tok_config or {})

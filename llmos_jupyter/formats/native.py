@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
+from llmos_jupyter.core.checkpoint import Checkpoint, QuantizedTensor
+from llmos_jupyter.core.config import ModelConfig
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
 from llmos_jupyter.errors import CheckpointError, ConfigError
-from llmos_jupyter.formats.checkpoint import Checkpoint, QuantizedTensor, TokenizerSpec
 from llmos_jupyter.formats.shapes import check_shapes
-from llmos_jupyter.model.config import ModelConfig
 
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmos_jupyter.core.checkpoint import Tensor
+from llmos_jupyter.core.config import ModelConfig
 from llmos_jupyter.errors import CheckpointError
-from llmos_jupyter.formats.checkpoint import Tensor
-from llmos_jupyter.model.config import ModelConfig
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor a checkpoint of `cfg` has (see checkpoint.py)."""
+    """Name -> shape of every tensor a checkpoint of `cfg` has (see core/checkpoint.py)."""
     gpt2 = cfg.arch == "gpt2"
     d, hd = cfg.dim, cfg.head_dim
     shapes: dict[str, tuple[int, ...]] = {"tok_embeddings.weight": (cfg.vocab_size, d)}

@@ -14,38 +14,17 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from llmos_jupyter.commands.table import CommandError, _add_sampling, _HelpShown, _Parser
+from llmos_jupyter import api
+from llmos_jupyter.commands.output import Record
+from llmos_jupyter.commands.table import CommandError, HelpShown, build_cell_parser, sampling_args
 
 CELL_VERBS = ("generate", "chat", "task", "train")
 
 
-def _cell_parser() -> argparse.ArgumentParser:
-    root = _Parser(prog="%%llmos", description="cell verbs: generate, chat, task NAME, train")
-    subs = root.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    for verb in ("generate", "chat"):
-        p = subs.add_parser(verb, help=f"{verb} with the cell body as the prompt")
-        p.add_argument("--model", "-m", help="model (default: the notebook's current model)")
-        p.add_argument("-o", "--out", dest="out", metavar="VAR", help="store the result in VAR")
-        p.add_argument("--no-stream", action="store_true", help="print the text at the end")
-        _add_sampling(p)
-        if verb == "chat":
-            p.add_argument("--reset", action="store_true", help="start a new conversation")
-            p.add_argument("--system", help="system prompt for a new conversation")
-    p = subs.add_parser("task", help="define or update task NAME from the cell's YAML")
-    p.add_argument("name")
-    p = subs.add_parser("train", help="fine-tune a model; the cell is YAML with llmos.train's "
-                        "keywords (model, data, output, steps, lr, ...)")
-    p.add_argument("-o", "--out", dest="out", metavar="VAR", help="store the run in VAR")
-    p.add_argument("--wait", action="store_true", help="block the cell until it ends")
-    return root
-
-
 def fill_variables(body: str, namespace: dict[str, Any]) -> str:
     """Replace `{name}` with str(namespace[name]); mistakes are UsageErrors with a hint."""
-    from llmos_jupyter.runtime.prompts import fill_prompt
-
     try:
-        return fill_prompt(body, namespace)
+        return api.fill_prompt(body, namespace)
     except ValueError as e:
         raise UsageError(f"%%llmos: {e}\nUse {{{{ and }}}} for literal braces.") from None
 
@@ -53,8 +32,8 @@ def fill_variables(body: str, namespace: dict[str, Any]) -> str:
 def run_cell(magics: Any, argv: list[str], cell: str) -> Any:
     """Parse the cell line and run its verb."""
     try:
-        args = _cell_parser().parse_args(argv)
-    except _HelpShown as h:
+        args = build_cell_parser().parse_args(argv)
+    except HelpShown as h:
         print(h.text)
         return None
     except CommandError as e:
@@ -69,14 +48,10 @@ def run_cell(magics: Any, argv: list[str], cell: str) -> Any:
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
-    from llmos_jupyter.commands.models import sampling_args
-
     return sampling_args(args)
 
 
 def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
-    from llmos_jupyter import api
-
     ns = magics.shell.user_ns
     model = api.load(args.model) if args.model else api.current_model()
     text = fill_variables(cell.strip("\n"), ns)
@@ -113,8 +88,6 @@ def _generate(magics: Any, args: argparse.Namespace, cell: str) -> Any:
 
 
 def _task(args: argparse.Namespace, cell: str) -> Any:
-    from llmos_jupyter import api
-    from llmos_jupyter.commands.output import Record
 
     spec = api.tasks.add(args.name, cell)
     return Record(spec.to_dict(), title=f"task {args.name} (validated)", value=spec)
@@ -124,7 +97,6 @@ def _train(magics: Any, args: argparse.Namespace, cell: str) -> Any:
     """Start a training run from the cell's YAML, with a live loss plot under the cell."""
     import yaml
 
-    from llmos_jupyter import api
 
     try:
         cfg = yaml.safe_load(cell) or {}

@@ -8,11 +8,14 @@ UsageErrors with a hint: the notebook shows the message, not a traceback.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from llmos_jupyter.commands.output import error_message
+from llmos_jupyter.commands.table import CommandError, Context, HelpShown, parse
 from llmos_jupyter.errors import LLMOSError
 
 
@@ -20,10 +23,12 @@ from llmos_jupyter.errors import LLMOSError
 class LLMOSMagics(Magics):
     """`%llmos VERB ...` and `%%llmos generate|chat|task ...`."""
 
-    def __init__(self, shell: Any):
+    def __init__(self, shell: Any, show_widget: Callable[[str], Any] | None = None):
         super().__init__(shell)
         # The %%llmos chat conversation of this notebook: list of {"role", "content"}.
         self.conversation: list[dict[str, str]] = []
+        # Makes the widget `%llmos dashboard` / `playground` shows (see magics/__init__).
+        self.show_widget = show_widget
 
     @line_cell_magic
     def llmos(self, line: str, cell: str | None = None) -> Any:
@@ -34,6 +39,7 @@ class LLMOSMagics(Magics):
             raise UsageError(f"%llmos: cannot parse the line ({e}); check the quotes") from None
         try:
             if cell is not None:
+                # The cell verbs bring the api's stack: loaded on the first cell.
                 from llmos_jupyter.magics.cells import run_cell
 
                 return run_cell(self, argv, cell)
@@ -44,18 +50,16 @@ class LLMOSMagics(Magics):
             print("\n[interrupted]")
             return None
         except (LLMOSError, ValueError, FileNotFoundError, KeyError) as e:
-            from llmos_jupyter.commands.output import error_message
-
             raise UsageError(error_message(e, notebook=True)) from None
 
     def _line(self, argv: list[str]) -> Any:
+        # The handlers bring the api's stack: `%load_ext llmos` stays instant.
         from llmos_jupyter.commands.dispatch import dispatch
-        from llmos_jupyter.commands.table import CommandError, Context, _HelpShown, parse
         from llmos_jupyter.magics.verbs import NOTEBOOK_HANDLERS
 
         try:
             args = parse(argv, prog="%llmos", notebook=True)
-        except _HelpShown as h:
+        except HelpShown as h:
             print(h.text)
             return None
         except CommandError as e:
@@ -65,8 +69,6 @@ class LLMOSMagics(Magics):
         try:
             out = dispatch(args, ctx, NOTEBOOK_HANDLERS)
         except CommandError as e:
-            from llmos_jupyter.commands.output import error_message
-
             raise UsageError(error_message(e, notebook=True)) from None
         var = getattr(args, "out", None)
         if var:

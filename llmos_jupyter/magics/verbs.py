@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from llmos_jupyter import api
 from llmos_jupyter.commands.output import Message, Output, Record
-from llmos_jupyter.commands.table import Context, _HelpShown, build_parser
+from llmos_jupyter.commands.table import Context, HelpShown, build_parser
+from llmos_jupyter.errors import LLMOSError
 
 
 def nb_load(args: argparse.Namespace, ctx: Context) -> Output:
-    from llmos_jupyter import api
-
     m = api.load(args.name, device=args.device, dtype=args.dtype)
     info = {"model": m.name, "arch": m.config.arch, "mode": m.mode, "device": str(m.device),
             "load_seconds": round(m.info.get("load_seconds", 0.0), 2)}
@@ -18,22 +19,26 @@ def nb_load(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 def nb_unload(args: argparse.Namespace, ctx: Context) -> Output:
-    from llmos_jupyter import api
-
     names = api.unload(args.name)
     return Message(f"unloaded {', '.join(names)}" if names else "nothing was loaded")
 
 
 def nb_dashboard(args: argparse.Namespace, ctx: Context) -> Output:
-    from llmos_jupyter.widgets import Dashboard
-
-    return _Shown(Dashboard())
+    """`%llmos dashboard`: the models, data, tasks and runs tabs."""
+    return _Shown(_widget(args, "Dashboard"))
 
 
 def nb_playground(args: argparse.Namespace, ctx: Context) -> Output:
-    from llmos_jupyter.widgets import Playground
+    """`%llmos playground`: a prompt box with sampling controls."""
+    return _Shown(_widget(args, "Playground"))
 
-    return _Shown(Playground())
+
+def _widget(args: argparse.Namespace, name: str) -> Any:
+    show_widget = args._magics.show_widget
+    if show_widget is None:
+        raise LLMOSError(f"no widgets in these magics: load them with `%load_ext llmos` "
+                         f"to show the {name.lower()}")
+    return show_widget(name)
 
 
 class _Shown(Message):
@@ -55,7 +60,7 @@ def nb_help(args: argparse.Namespace, ctx: Context) -> Output:
     parser = build_parser("%llmos", notebook=True)
     try:
         parser.parse_args([*args.topic, "--help"])
-    except _HelpShown as h:
+    except HelpShown as h:
         text = h.text
         if not args.topic:
             text += ("\ncell verbs:\n  %%llmos generate [--max-tokens N] [--temperature T] [-o VAR]"
@@ -76,8 +81,8 @@ def nb_chat_line(args: argparse.Namespace, ctx: Context) -> Output:
 
 
 NOTEBOOK_HANDLERS = {
-    "nb_load": nb_load,
-    "nb_unload": nb_unload,
+    "load": nb_load,
+    "unload": nb_unload,
     "nb_dashboard": nb_dashboard,
     "nb_playground": nb_playground,
     "nb_help": nb_help,

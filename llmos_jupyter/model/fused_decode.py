@@ -26,6 +26,7 @@ from torch import nn
 
 from llmos_jupyter.model import native
 from llmos_jupyter.model.ggml_linear import FusedRMSNorm, GGMLLinear
+from llmos_jupyter.model.norms import RMSNorm
 from llmos_jupyter.model.quant import CastLinear
 
 _P = ctypes.c_void_p
@@ -150,8 +151,6 @@ def _is_float32_linear(m: nn.Module) -> bool:
 
 def supports(model: nn.Module) -> bool:
     """Whether `model`'s architecture and weights fit the fused step (caches aside)."""
-    from llmos_jupyter.model.transformer import RMSNorm
-
     c = model.config
     if (c.arch != "llama" or c.activation != "silu" or model.dtype != torch.float32
             or model.device.type != "cpu" or c.head_dim > 512 or c.n_heads % c.n_kv_heads):

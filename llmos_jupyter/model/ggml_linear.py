@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmos_jupyter.model import attention, native
+from llmos_jupyter.model import backend, native
 
 # The crossover measured on 2 AVX2 cores (benchmarks/bench_batch.py's machine): the kernel
 # (dequantizing each block once for all rows) won up to 32 rows and tied at 64 against
@@ -91,7 +91,7 @@ class GGMLLinear(nn.Module):
 
 class FusedRMSNorm(nn.Module):
     """RMSNorm as one C++ pass for float32 CPU inference; anything else (gradients, other
-    dtypes or devices) goes through the backend switch like transformer.RMSNorm, whose
+    dtypes or devices) goes through the backend switch like norms.RMSNorm, whose
     weight it shares."""
 
     def __init__(self, norm: nn.Module) -> None:
@@ -102,4 +102,4 @@ class FusedRMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad:
             return native.rms_norm(x.contiguous(), self.weight, self.eps)
-        return attention.rms_norm(x, self.weight, self.eps)
+        return backend.rms_norm(x, self.weight, self.eps)

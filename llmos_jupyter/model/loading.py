@@ -18,12 +18,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmos_jupyter.core.checkpoint import Checkpoint, QuantizedTensor
 from llmos_jupyter.errors import CheckpointError, ConfigError
-from llmos_jupyter.formats.checkpoint import Checkpoint, QuantizedTensor
 from llmos_jupyter.model import ggml_linear
 from llmos_jupyter.model.ggml_linear import FusedRMSNorm, GGMLLinear
+from llmos_jupyter.model.norms import RMSNorm
 from llmos_jupyter.model.quant import CastLinear, Int4Linear, Int8Linear
-from llmos_jupyter.model.transformer import RMSNorm, Transformer
+from llmos_jupyter.model.transformer import Transformer
 
 DTYPES = ("float32", "bfloat16", "float16", "int8", "int4", "ggml", "auto")
 DEVICES = ("cpu", "cuda", "auto")

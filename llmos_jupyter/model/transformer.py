@@ -2,13 +2,13 @@
 
 The config decides the family's parts: RMSNorm or LayerNorm, RoPE or learned positions,
 SwiGLU or GELU MLP, grouped-query attention, biases, tied embeddings. Parameter names are
-exactly the checkpoint names of formats/checkpoint.py (fused `wqkv`, fused `w_in`).
+exactly the checkpoint names of core/checkpoint.py (fused `wqkv`, fused `w_in`).
 
 Three entry points:
   forward(ids)                 full causal pass, no cache (training, scoring)
   prefill(ids, lengths)        right-padded prompts -> cache [0, T), logits at each last token
   decode_step(tokens, pos)     one token per sequence at its own position, through the cache
-Attention itself is `attention.prefill` / `attention.decode`: the backend is chosen there.
+Attention itself is `backend.prefill` / `backend.decode`: the backend is chosen there.
 On CPU, float32-activation Llama models decode through `fused_decode` (one native call per
 step) where it applies; the torch path below stays the reference (`fused_decode = False`).
 """
@@ -19,28 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmos_jupyter.core.config import ModelConfig
 from llmos_jupyter.errors import ConfigError
-from llmos_jupyter.model import attention
-from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.model import backend
 from llmos_jupyter.model.fused_decode import FusedDecoder
 from llmos_jupyter.model.kv_cache import KVCache
+from llmos_jupyter.model.norms import make_norm
 from llmos_jupyter.model.rope import apply_rope, rope_tables
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return attention.rms_norm(x, self.weight, self.eps)
-
-
-def make_norm(config: ModelConfig) -> nn.Module:
-    if config.arch == "gpt2":
-        return nn.LayerNorm(config.dim, eps=config.norm_eps)
-    return RMSNorm(config.dim, config.norm_eps)
 
 
 class Attention(nn.Module):
@@ -79,7 +64,7 @@ class Attention(nn.Module):
         if start:
             k = self.cache.k_cache[row:row + B, :, : start + T]  # (B, Hkv, start + T, D)
             v = self.cache.v_cache[row:row + B, :, : start + T]
-        y = attention.prefill(q, k, v)  # (B, Hq, T, D)
+        y = backend.prefill(q, k, v)  # (B, Hq, T, D)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, Hq*D) -> (B, T, dim)
 
     def decode(self, x: torch.Tensor, cos, sin, positions, seqlens) -> torch.Tensor:
@@ -87,7 +72,7 @@ class Attention(nn.Module):
         B = x.shape[0]
         q, k, v = self._qkv(x, cos, sin)  # (B, H, D)
         k_cache, v_cache = self.cache.write_decode(k, v, positions)
-        y = attention.decode(q, k_cache, v_cache, seqlens)  # (B, Hq, D)
+        y = backend.decode(q, k_cache, v_cache, seqlens)  # (B, Hq, D)
         return self.wo(y.reshape(B, -1))  # (B, dim)
 
 
@@ -242,7 +227,7 @@ class Transformer(nn.Module):
         if targets is None:
             logits, targets = logits[:, :-1], ids[:, 1:]
         V = logits.shape[-1]
-        return attention.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index)
+        return backend.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index)
 
     # --- cached generation ------------------------------------------------------------
 
@@ -326,7 +311,7 @@ class Transformer(nn.Module):
 
     def _fused_decoder(self, batch_size: int) -> FusedDecoder | None:
         """The fused step when it applies to this model, batch and attention backend."""
-        if not self.fused_decode or attention.get_backend(self.device) != "sdpa":
+        if not self.fused_decode or backend.get_backend(self.device) != "sdpa":
             return None
         if self._fused is None:
             self._fused = FusedDecoder.build(self) or False
@@ -336,7 +321,7 @@ class Transformer(nn.Module):
         if n > self.config.max_seq_len:
             raise ConfigError(
                 f"sequence length {n} exceeds the model's context of "
-                f"{self.config.max_seq_len} tokens; shorten the prompt or max_new_tokens"
+                f"{self.config.max_seq_len} tokens; shorten the prompt or max_tokens"
             )
 
     def _check_cache(self, batch_size: int, seq_len: int) -> None:

@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
+from llmos_jupyter.errors import CheckpointError
+
 if TYPE_CHECKING:  # both import torch; the catalog verbs import this module without it
     from llmos_jupyter.runtime.loaded_model import LoadedModel
     from llmos_jupyter.tokenizer import Tokenizer
@@ -48,6 +51,7 @@ class ModelCache:
             return entry.model
 
     def _load(self, services: Any, name: str, device: str, dtype: str) -> CacheEntry:
+        # torch, numpy: imported on first use, not with this module
         from llmos_jupyter.formats.native import read_native
         from llmos_jupyter.model.loading import build_model
         from llmos_jupyter.runtime.loaded_model import LoadedModel
@@ -100,8 +104,7 @@ def load_tokenizer(services: Any, name: str) -> Tokenizer:
     need no model). Raises NotFoundError, or CheckpointError if it has no tokenizer."""
     import json
 
-    from llmos_jupyter.errors import CheckpointError
-    from llmos_jupyter.formats.checkpoint import TokenizerSpec
+    # torch, numpy: imported on first use, not with this module
     from llmos_jupyter.formats.native import TOKENIZER
     from llmos_jupyter.tokenizer import Tokenizer
 

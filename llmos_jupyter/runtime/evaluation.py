@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmos_jupyter.errors import DataError
+from llmos_jupyter.runtime.task_runs import start_run
 
 _STRIP = " \t\n.!?,;:\"'`"
 
@@ -90,8 +91,6 @@ def evaluate_task(
     Raises DataError when the dataset has no column `label`, or the errors of running a
     task over a dataset (unknown task/model/dataset, unmapped inputs).
     """
-    from llmos_jupyter.runtime.task_runs import start_run
-
     rec = services.datasets.get(data)
     if label not in rec.columns:
         raise DataError(f"dataset {data!r} has no label column {label!r}; its columns are "
@@ -112,6 +111,7 @@ def evaluate_loss(loaded: Any, data: str, services: Any, *, text_field: str | No
     """Mean next-token loss and perplexity of `loaded` on dataset `data`."""
     import torch.nn.functional as F
 
+    # torch: imported on first use, not with this module
     from llmos_jupyter.engine.loss import IGNORE_INDEX
     from llmos_jupyter.engine.train_data import build_examples, collate, detect_fields
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from llmos_jupyter.core.params import PARAM_NAMES, GenerationParams
 from llmos_jupyter.engine.generate import GenerationResult, generate, stream
-from llmos_jupyter.engine.params import PARAM_NAMES, GenerationParams
 from llmos_jupyter.errors import ConfigError, PromptError
 from llmos_jupyter.tokenizer import Tokenizer
 

@@ -6,8 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmos_jupyter.runtime.cache import load_tokenizer
+from llmos_jupyter.runtime.loss_plot import metrics_callback
+from llmos_jupyter.runtime.progress import count_callback, count_progress
+from llmos_jupyter.runtime.task_runs import RunHandle, resume_run
+from llmos_jupyter.runtime.training import TrainHandle, resume_training
+
 if TYPE_CHECKING:  # the task language imports a YAML parser; `llmos list` needs none
-    from llmos_jupyter.store.taskspec import TaskSpec
+    from llmos_jupyter.tasks.taskspec import TaskSpec
 
 
 class Dataset:
@@ -21,15 +27,19 @@ class Dataset:
 
     @property
     def record(self) -> Any:
+        """The dataset's catalog record (rows, columns, sha256, stats)."""
         return self._services().datasets.get(self.name)
 
     def rows(self) -> list[dict[str, Any]]:
+        """Every record of the snapshot, in order."""
         return self._services().datasets.rows(self.name)
 
     def head(self, n: int = 5) -> list[dict[str, Any]]:
+        """The first `n` records."""
         return self._services().datasets.head(self.name, n)
 
     def to_pandas(self):
+        """The records as a pandas DataFrame (pandas must be installed)."""
         import pandas as pd
 
         return pd.DataFrame(self.rows())
@@ -38,7 +48,6 @@ class Dataset:
         """Rows, columns, characters (and with `model`, tokens) per row with percentiles."""
         if model is None:
             return self._services().datasets.stats(self.name)
-        from llmos_jupyter.runtime.cache import load_tokenizer
 
         s = self._services()
         return s.datasets.stats(self.name, tokenizer=load_tokenizer(s, model))
@@ -72,13 +81,16 @@ class DatasetsAPI:
         return Dataset(self._services, name, self._resolve)
 
     def get(self, name: str) -> Dataset:
+        """Dataset `name`; NotFoundError (with close names) when there is none."""
         self._services().datasets.get(name)  # raises NotFoundError with a suggestion
         return Dataset(self._services, name, self._resolve)
 
     def list(self) -> list[dict[str, Any]]:
+        """Every dataset's record as a dict, by name."""
         return [r.to_dict() for r in self._services().datasets.list()]
 
     def rm(self, name: str) -> None:
+        """Remove dataset `name` and its snapshots."""
         self._services().datasets.remove(name)
 
     def export(self, name: str, path: str | Path, format: str | None = None) -> Path:  # noqa: A002
@@ -101,8 +113,8 @@ class DatasetsAPI:
 
         progress=True shows a bar of documents tokenized, or pass a (done, total) callback.
         """
-        from llmos_jupyter.runtime.progress import count_callback
-        from llmos_jupyter.store.shards import tokenize_records
+        # numpy: imported on first use, not with this module
+        from llmos_jupyter.data.shards import tokenize_records
 
         s = self._services()
         tokenizer = self._resolve(model).tokenizer
@@ -126,6 +138,7 @@ class TasksAPI:
         return self._services().tasks.add(name, spec)
 
     def get(self, name: str) -> TaskSpec:
+        """The parsed spec of task `name` (built-in or yours)."""
         return self._services().tasks.get(name)
 
     def list(self) -> list[dict[str, Any]]:
@@ -143,6 +156,7 @@ class TasksAPI:
         return rows
 
     def rm(self, name: str) -> None:
+        """Remove your task `name` (built-in tasks cannot be removed)."""
         self._services().tasks.remove(name)
 
 
@@ -154,31 +168,24 @@ class RunsAPI:
         self._resolve = resolve_model
 
     def list(self, limit: int = 20, status: str | None = None) -> list[dict[str, Any]]:
+        """The latest `limit` runs (of `status` when given), newest first, as dicts."""
         return [r.to_dict() for r in self._services().runs.list(limit=limit, status=status)]
 
     def get(self, run_id: str):
-        from llmos_jupyter.runtime.task_runs import RunHandle
-
+        """A handle on run `run_id`: a TrainHandle for training runs, else a RunHandle."""
         rec = self._services().runs.get(run_id)
         if rec.kind == "train":
-            from llmos_jupyter.runtime.training import TrainHandle
-
             return TrainHandle(self._services(), rec.id)
         return RunHandle(self._services(), rec.id)
 
     def cancel(self, run_id: str):
+        """Ask run `run_id` to stop (it ends 'cancelled', keeping finished items); its handle."""
         return self.get(run_id).cancel()
 
     def resume(self, run_id: str, background: bool | None = None, progress=False):
         """Finish an interrupted run; progress as for `llmos.run`."""
-        from llmos_jupyter.runtime.progress import count_progress
-        from llmos_jupyter.runtime.task_runs import resume_run
-
         rec = self._services().runs.get(run_id)
         if rec.kind == "train":
-            from llmos_jupyter.runtime.loss_plot import metrics_callback
-            from llmos_jupyter.runtime.training import resume_training
-
             on_metrics = metrics_callback(progress, rec.total, f"resume {rec.id}")
             return resume_training(self._services(), run_id, background is not False,
                                    on_metrics)
@@ -187,4 +194,5 @@ class RunsAPI:
             return resume_run(self._services(), run_id, self._resolve, background, on_progress)
 
     def export(self, run_id: str, path: str | Path) -> Path:
+        """Write run `run_id`'s items to `path` (CSV or JSONL by the extension)."""
         return Path(self._services().runs.export(run_id, path))

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmos_jupyter.errors import PromptError
-from llmos_jupyter.store.templates import render_template, template_fields
+from llmos_jupyter.tasks.templates import render_template, template_fields
 
 
 def fill_prompt(body: str, namespace: Mapping[str, Any]) -> str:

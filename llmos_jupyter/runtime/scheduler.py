@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmos_jupyter.core.params import GenerationParams
 from llmos_jupyter.engine.continuous import InflightBatch, Sequence, TokenLogprob
 from llmos_jupyter.engine.generate import GenerationResult
-from llmos_jupyter.engine.params import GenerationParams
 from llmos_jupyter.errors import LLMOSError
 
 

@@ -8,21 +8,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmos_jupyter.store.catalog import Catalog
+from llmos_jupyter.store.datasets import DatasetStore
 from llmos_jupyter.store.home import llmos_home
+from llmos_jupyter.store.models import ModelStore
+from llmos_jupyter.store.runs import RunStore
 
 if TYPE_CHECKING:
-    from llmos_jupyter.store.datasets import DatasetStore
-    from llmos_jupyter.store.models import ModelStore
-    from llmos_jupyter.store.runs import RunStore
     from llmos_jupyter.store.tasks import TaskStore
 
 
 class Services:
-    """The catalog of one home and its four stores. Each store is opened (and its module
-    imported) on first use, so a command that lists models does not import the task
-    language's YAML parser or the dataset readers. Two threads racing to open the same
-    store may each build one; that is harmless, since a store holds no state of its own
-    beyond the shared catalog (opening one only tidies leftovers of dead processes)."""
+    """The catalog of one home and its four stores. Each store is opened on first use, and
+    the task store's module imported then, so a command that lists models does not import
+    the task language's YAML parser. Two threads racing to open the same store may each
+    build one; that is harmless, since a store holds no state of its own beyond the
+    shared catalog (opening one only tidies leftovers of dead processes)."""
 
     def __init__(self, home: Path, catalog: Catalog):
         self.home = home
@@ -30,26 +30,21 @@ class Services:
 
     @cached_property
     def models(self) -> ModelStore:
-        from llmos_jupyter.store.models import ModelStore
-
         return ModelStore(self.catalog)
 
     @cached_property
     def datasets(self) -> DatasetStore:
-        from llmos_jupyter.store.datasets import DatasetStore
-
         return DatasetStore(self.catalog)
 
     @cached_property
     def tasks(self) -> TaskStore:
+        # yaml (the task language's parser): only commands that use tasks load it.
         from llmos_jupyter.store.tasks import TaskStore
 
         return TaskStore(self.catalog)
 
     @cached_property
     def runs(self) -> RunStore:
-        from llmos_jupyter.store.runs import RunStore
-
         return RunStore(self.catalog)
 
 

@@ -40,6 +40,17 @@ class Serving:
         with self._lock:
             return dict(self._schedulers)
 
+    def unload(self, name: str | None = None) -> list[str]:
+        """Stop serving model `name` (None: every model) once its admitted requests
+        finish, and free it from the loaded-model cache. Returns the names unloaded."""
+        with self._lock:
+            names = [name] if name is not None else list(self._schedulers)
+            gone = [self._schedulers.pop(n) for n in names if n in self._schedulers]
+        for s in gone:
+            s.close()
+        freed = MODELS.unload(name)
+        return sorted(set(names if gone else []) | set(freed))
+
     def close(self, timeout: float | None = None) -> None:
         """Let every admitted request finish, then stop the scheduler threads."""
         for s in self.loaded().values():

@@ -19,7 +19,7 @@ import torch
 
 from llmos_jupyter.errors import LLMOSError
 from llmos_jupyter.runtime.loaded_model import LoadedModel
-from llmos_jupyter.store.taskspec import (
+from llmos_jupyter.tasks.taskspec import (
     OutputSpec,
     StepSpec,
     TaskSpec,

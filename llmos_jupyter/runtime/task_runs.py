@@ -20,7 +20,7 @@ from llmos_jupyter.runtime.background import THREADS, run_or_spawn
 
 if TYPE_CHECKING:  # torch, and a YAML parser: RunHandle (`llmos runs show ID`) needs neither
     from llmos_jupyter.runtime.loaded_model import LoadedModel
-    from llmos_jupyter.store.taskspec import TaskSpec
+    from llmos_jupyter.tasks.taskspec import TaskSpec
 
 # Items per engine batch. A fused CPU decode step's cost per sequence keeps falling as
 # rows are added, since each weight block is dequantized once for all of them (SmolLM2,
@@ -84,9 +84,10 @@ class RunHandle:
         self._services.runs.cancel(self.id)
         return self
 
-    def results(self) -> list[dict[str, Any]]:
-        """Each item: idx, inputs, output, status, error, tokens."""
-        return [it.to_dict() for it in self._services.runs.items(self.id)]
+    def results(self, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Each item (idx, inputs, output, status, error, tokens): all, or `limit` items
+        from `offset`."""
+        return [it.to_dict() for it in self._services.runs.items(self.id, offset, limit)]
 
     def to_pandas(self):
         import pandas as pd
@@ -263,7 +264,8 @@ def resume_run(
         raise LLMOSError(
             f"run {rec.id} is {rec.status}; only interrupted or queued runs can be resumed"
         )
-    from llmos_jupyter.store.taskspec import parse_task_spec
+    # yaml: imported on first use, not with this module
+    from llmos_jupyter.tasks.spec_yaml import parse_task_spec
 
     spec = parse_task_spec(rec.spec, name=rec.task)
     loaded = resolve_model(rec.model)

@@ -312,7 +312,7 @@ def _install_model(services: Any, run_id: str, prepared: Prepared, trainer: Any,
     """Merge LoRA, write the native files, and add the model to the catalog."""
     import shutil
 
-    from llmos_jupyter.formats.checkpoint import Checkpoint
+    from llmos_jupyter.core.checkpoint import Checkpoint
     from llmos_jupyter.formats.native import write_native
 
     model = trainer.merged_model()

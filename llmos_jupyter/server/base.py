@@ -17,7 +17,7 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from llmos_jupyter.engine.params import GenerationParams
+from llmos_jupyter.core.params import GenerationParams
 from llmos_jupyter.errors import LLMOSError, NotFoundError
 from llmos_jupyter.runtime.scheduler import Event, QueueFullError, Request, Scheduler
 from llmos_jupyter.runtime.serving import Serving

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llmos_jupyter.core.params import GenerationParams
 from llmos_jupyter.engine.continuous import TokenLogprob
-from llmos_jupyter.engine.params import GenerationParams
 from llmos_jupyter.runtime.scheduler import Event, Request
 from llmos_jupyter.runtime.services import services
 from llmos_jupyter.server import protocol as p

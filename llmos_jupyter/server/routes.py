@@ -8,22 +8,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from llmos_jupyter.server.base import LLMOSHandler
 from llmos_jupyter.server.health import HealthHandler, MetricsHandler
 from llmos_jupyter.server.openai_routes import (
     ChatCompletionsHandler,
     CompletionsHandler,
     ModelsHandler,
 )
+from llmos_jupyter.server.openapi import document
 from llmos_jupyter.server.task_routes import TaskInvokeHandler
+from llmos_jupyter.server.verb_routes import RunEventsHandler, verb_routes
 
+
+class OpenAPIHandler(LLMOSHandler):
+    """The OpenAPI 3 document of this server's routes."""
+
+    async def get(self) -> None:
+        """The OpenAPI 3 document."""
+        self.send_json(document(ROUTES))
+
+
+# Literal paths first: tornado takes the first pattern that matches.
 ROUTES: list[tuple[str, type]] = [
     ("health", HealthHandler),
     ("metrics", MetricsHandler),
     ("v1/models", ModelsHandler),
     ("v1/chat/completions", ChatCompletionsHandler),
     ("v1/completions", CompletionsHandler),
+    ("api/openapi.json", OpenAPIHandler),
     (r"api/tasks/([^/]+)/invoke", TaskInvokeHandler),
+    (r"api/runs/([^/]+)/events", RunEventsHandler),
+    *verb_routes(),
 ]
+
+
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 

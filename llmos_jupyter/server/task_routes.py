@@ -21,6 +21,8 @@ from llmos_jupyter.server.protocol import APIError
 class TaskInvokeHandler(LLMOSHandler):
     """POST /api/tasks/{name}/invoke."""
 
+    path_names = ["name"]
+
     async def post(self, name: str) -> None:
         body = self.body_json()
         if not isinstance(body, dict):

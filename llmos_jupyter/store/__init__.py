@@ -6,7 +6,13 @@ tasks and runs that every process (kernel, Jupyter server, CLI) shares.
     store.datasets.add("docs", "docs.jsonl")
     store.runs.list()
 
-Importing this package is cheap: torch is imported only when a model is converted.
+Also here: home.py (the layout and safe writes), catalog.py (SQLite in WAL mode),
+model_records.py, run_records.py and sources.py (where pullable models come from).
+The task language is `llmos_jupyter.tasks`, record files are `llmos_jupyter.data`.
+
+Imports: tasks, data, formats, tokenizer, core and errors of ours, never the runtime or
+anything above it. Importing this package is cheap: torch is imported only when a model
+is converted.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class Store:
     """One LLMOS_HOME opened: its catalog and the four stores sharing it."""
 
     def __init__(self, home: Path | str | None = None):
+        # Here, not at the top: this __init__ runs on every import of a store module, which
+        # must not import them all (store.tasks brings yaml).
         from llmos_jupyter.store.catalog import Catalog
         from llmos_jupyter.store.datasets import DatasetStore
         from llmos_jupyter.store.models import ModelStore

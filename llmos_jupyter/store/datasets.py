@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmos_jupyter.data import datafiles
 from llmos_jupyter.errors import LLMOSError, NotFoundError
-from llmos_jupyter.store import datafiles
 from llmos_jupyter.store.catalog import Catalog, utc_now
 from llmos_jupyter.store.home import check_name
 

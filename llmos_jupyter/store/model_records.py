@@ -97,6 +97,7 @@ def check_loadable(ckpt: Any, path: Path) -> None:
 
     Run at import, so a model that cannot load (or can only answer NaN) is never registered.
     """
+    # torch, numpy: imported on first use, not with this module
     from llmos_jupyter.formats.finite import nonfinite_tensors
     from llmos_jupyter.formats.gguf import QUANT_TYPES
     from llmos_jupyter.tokenizer import Tokenizer
@@ -167,10 +168,11 @@ def checkpoint_sha256(path: Path) -> str:
 def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
     """Check a preset's sampling parameters with the same rules as a task spec's `params`.
 
-    The one list of settings and ranges (engine.params.SETTINGS) keeps presets, tasks
+    The one list of settings and ranges (core.params.SETTINGS) keeps presets, tasks
     and every interface from drifting apart. Raises ConfigError naming the parameter.
     """
-    from llmos_jupyter.store.taskspec import check_params
+    # yaml: imported on first use, not with this module
+    from llmos_jupyter.tasks.taskspec import check_params
 
     if params is None:
         return {}

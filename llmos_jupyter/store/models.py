@@ -200,6 +200,7 @@ class ModelStore:
         """Read and validate `src_path`, hash it (when `sha256` is None), convert it to
         native in staging, rename into models/<name>, then INSERT. A failure at any step
         leaves neither files nor a row."""
+        # torch, numpy: imported on first use, not with this module
         from llmos_jupyter.formats import load_checkpoint
         from llmos_jupyter.formats.native import write_native
 

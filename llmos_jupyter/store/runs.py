@@ -306,12 +306,14 @@ class RunStore:
             sql, args = sql + " LIMIT ?", [*args, int(limit)]
         return [RunRecord.from_row(r) for r in self.catalog.query(sql, args)]
 
-    def items(self, run_id: str) -> list[RunItem]:
-        """Every item of the run, in order, pending ones included."""
-        rows = self.catalog.query(
-            "SELECT * FROM run_items WHERE run_id = ? ORDER BY idx", (self.get(run_id).id,)
-        )
-        return [RunItem.from_row(r) for r in rows]
+    def items(self, run_id: str, offset: int = 0, limit: int | None = None) -> list[RunItem]:
+        """The run's items in order, pending ones included: all, or a page of `limit`
+        items from `offset`."""
+        sql, args = "SELECT * FROM run_items WHERE run_id = ? ORDER BY idx", [self.get(run_id).id]
+        if limit is not None or offset:
+            sql, args = sql + " LIMIT ? OFFSET ?", [*args, -1 if limit is None else int(limit),
+                                                    int(offset)]
+        return [RunItem.from_row(r) for r in self.catalog.query(sql, args)]
 
     def _recent_ids(self) -> list[str]:
         rows = self.catalog.query("SELECT id FROM runs ORDER BY rowid DESC LIMIT 200")

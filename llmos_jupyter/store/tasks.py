@@ -1,6 +1,6 @@
 """TaskStore: the user's task specs, beside the built-in ones.
 
-A spec is validated by taskspec.parse_task_spec before it is stored (a SpecError names the
+A spec is validated by spec_yaml.parse_task_spec before it is stored (a SpecError names the
 line and field; nothing is stored then), and kept as YAML text: the user's own text when
 they gave text, so their comments and layout survive `show`/`edit`; `to_yaml()` when they
 gave a dict.
@@ -19,7 +19,9 @@ from typing import Any
 from llmos_jupyter.errors import LLMOSError, NotFoundError
 from llmos_jupyter.store.catalog import Catalog, utc_now
 from llmos_jupyter.store.home import check_name
-from llmos_jupyter.store.taskspec import TaskSpec, parse_task_spec
+from llmos_jupyter.tasks.builtin_tasks import BUILTIN_TASKS
+from llmos_jupyter.tasks.spec_yaml import parse_task_spec
+from llmos_jupyter.tasks.taskspec import TaskSpec
 
 
 @dataclass
@@ -45,8 +47,6 @@ class TaskStore:
 
     @staticmethod
     def _builtins() -> dict[str, str]:
-        from llmos_jupyter.store.builtin_tasks import BUILTIN_TASKS
-
         return BUILTIN_TASKS
 
     def names(self) -> list[str]:

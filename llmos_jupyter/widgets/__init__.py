@@ -6,6 +6,9 @@
 
 Widgets keep their state in traitlets and widget values; slow work (pull, load,
 generate, runs) happens in background threads that update the widgets.
+
+Imports: `llmos_jupyter.api` and the bottom floor (`errors`, `humanize`), never the
+runtime or another interface; ipywidgets and traitlets.
 """
 
 from llmos_jupyter.widgets.dashboard import Dashboard

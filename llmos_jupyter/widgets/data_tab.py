@@ -8,7 +8,6 @@ import ipywidgets as w
 import traitlets as t
 
 from llmos_jupyter import api
-from llmos_jupyter.runtime.current import get_current
 from llmos_jupyter.widgets import html
 from llmos_jupyter.widgets.background import Jobs
 from llmos_jupyter.widgets.histogram import histogram_html
@@ -131,7 +130,7 @@ class DataTab(w.VBox):
             self.histogram.value = ""
             return
         texts = [r[col] for r in rows if isinstance(r.get(col), str)]
-        model = get_current()
+        model = api.current_model_or_none()
         if model is not None:
             self.lengths = [len(ids) for ids in model.tokenizer.encode_batch(texts)]
             self.unit, who = "tokens", f" ({model.name} tokenizer)"

@@ -10,7 +10,6 @@ import ipywidgets as w
 import traitlets as t
 
 from llmos_jupyter import api
-from llmos_jupyter.runtime.current import get_current
 from llmos_jupyter.widgets import html
 from llmos_jupyter.widgets.background import Jobs
 
@@ -79,7 +78,7 @@ class Playground(w.VBox):
         except Exception as e:
             self.error = html.describe_error(e)
             return
-        current = get_current()
+        current = api.current_model_or_none()
         want = prefer or self.model.value or (current.name if current else None)
         if prefer and prefer not in names:
             names.append(prefer)  # pullable but not pulled yet: api.load pulls it
@@ -117,8 +116,9 @@ class Playground(w.VBox):
         self._stop.clear()
         self.busy, self.error, self.text, self.speed.value = True, "", "", ""
         self.finish_reason, self.tokens_per_s = "", 0.0
-        self.status.value = f"loading {name}…" if get_current() is None or \
-            get_current().name != name else "generating…"
+        current = api.current_model_or_none()
+        self.status.value = (f"loading {name}…" if current is None or current.name != name
+                             else "generating…")
         self.jobs.start(self._generate, name, prompt, self.chat.value, params)
 
     def _generate(self, name: str, prompt: str, chat: bool, params: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llmos_jupyter.commands.table import CommandError, _HelpShown, parse
+from llmos_jupyter.commands.table import CommandError, HelpShown, parse
 from llmos_jupyter.errors import LIST_COMMANDS
 from tests.cli.subprocess_cli import REPO, llmos
 
@@ -59,7 +59,7 @@ def test_every_hinted_command_parses(command):
     argv, notebook = as_argv(command)
     try:
         parse(argv, prog="%llmos" if notebook else "llmos", notebook=notebook)
-    except _HelpShown:
+    except HelpShown:
         pass  # `llmos data` shows the data verbs: a fine answer
     except CommandError as e:
         pytest.fail(f"hint {command!r} does not parse: {e}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmos_jupyter.formats.checkpoint import TokenizerSpec
-from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.core.config import ModelConfig
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
 from llmos_jupyter.model.transformer import Transformer
 from llmos_jupyter.tokenizer import Tokenizer
 from tests.checkpoint_factory import tiny_tokenizer

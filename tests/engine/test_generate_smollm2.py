@@ -30,7 +30,7 @@ def load(smollm2_gguf):
 
 @pytest.fixture(scope="module")
 def smollm2(load):
-    """The default model in its default CPU weight mode ("auto": int4 weights)."""
+    """The default model in its default CPU weight mode ("auto": its GGML blocks as stored)."""
     return load("auto")
 
 
@@ -41,8 +41,8 @@ def chat(tok, text: str) -> list[int]:
 
 
 # float32 proves the engine: batching changes row 0's prefill logits by ~2e-5 there. In
-# "auto" (int4 weights, bfloat16 activations) the matmul kernels round differently for
-# different batch sizes (logits move by up to ~0.3), so a near-tie can flip late in a
+# "auto" (GGML blocks read by our CPU kernels) a batch runs other kernels than one row
+# does, so the logits may differ slightly and a near-tie could flip late in a
 # completion; these chat prompts are far from one for 24 tokens.
 @pytest.mark.parametrize("mode", ["float32", "auto"])
 def test_greedy_chat_batch_equals_single(load, mode):

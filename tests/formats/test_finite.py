@@ -9,7 +9,7 @@ import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize
 
-from llmos_jupyter.formats.checkpoint import QuantizedTensor
+from llmos_jupyter.core.checkpoint import QuantizedTensor
 from llmos_jupyter.formats.finite import BLOCK_SCALES, is_finite, nonfinite_tensors
 
 NAN_F16 = np.array([np.nan], dtype="<f2").view(np.uint8)

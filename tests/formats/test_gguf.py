@@ -8,8 +8,8 @@ import torch
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize, quantize
 
+from llmos_jupyter.core.checkpoint import QuantizedTensor
 from llmos_jupyter.errors import CheckpointError
-from llmos_jupyter.formats.checkpoint import QuantizedTensor
 from llmos_jupyter.formats.gguf import read_gguf, read_gguf_metadata, unpermute_qk_index
 from llmos_jupyter.formats.gguf_file import GGUFFile
 from tests.checkpoint_factory import (

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-import llmos_jupyter.tokenizer as tokenizer_module
 from llmos_jupyter.errors import CheckpointError
 from llmos_jupyter.formats.hf import read_hf_dir
 from tests.checkpoint_factory import (
@@ -85,10 +84,6 @@ def test_factory_tokenizer_json_is_valid_for_hf_tokenizers():
     assert hf.decode(ids) == "hello world"
 
 
-@pytest.mark.skipif(
-    not hasattr(tokenizer_module, "spec_from_tokenizer_json"),
-    reason="llmos_jupyter.tokenizer.spec_from_tokenizer_json not written yet",
-)
 def test_tokenizer_json(tmp_path):
     spec = read_hf_dir(write_tiny_hf_dir(tmp_path / "m")).tokenizer
     tok = tiny_tokenizer(512)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from llmos_jupyter.core.checkpoint import Checkpoint, QuantizedTensor
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
 from llmos_jupyter.errors import CheckpointError
-from llmos_jupyter.formats.checkpoint import Checkpoint, QuantizedTensor, TokenizerSpec
 from llmos_jupyter.formats.gguf import read_gguf
 from llmos_jupyter.formats.hf import read_hf_dir
 from llmos_jupyter.formats.native import read_native, write_native

@@ -80,8 +80,8 @@ def load(model_dir: Path) -> tuple[Any, Any]:
 
 def greedy_ids(model: Any, tokenizer: Any) -> list[int]:
     """The model's greedy completion of PROMPT (NEW_TOKENS ids)."""
+    from llmos_jupyter.core.params import GenerationParams
     from llmos_jupyter.engine.generate import generate
-    from llmos_jupyter.engine.params import GenerationParams
 
     params = GenerationParams(max_tokens=NEW_TOKENS, temperature=0, ignore_eos=True)
     return generate(model, tokenizer, [tokenizer.encode(PROMPT)], params)[0].token_ids

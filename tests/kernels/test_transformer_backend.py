@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmos_jupyter.model.attention import use_backend
-from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.core.config import ModelConfig
+from llmos_jupyter.model.backend import use_backend
 from llmos_jupyter.model.transformer import Transformer
 from tests.kernels.conftest import kernel_device
 

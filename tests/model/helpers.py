@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from llmos_jupyter.formats.checkpoint import Checkpoint
-from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.core.checkpoint import Checkpoint
+from llmos_jupyter.core.config import ModelConfig
 from llmos_jupyter.model.transformer import Transformer
 
 

@@ -10,8 +10,8 @@ import torch
 from gguf import GGMLQuantizationType
 from gguf.quants import quantize
 
-from llmos_jupyter.formats.checkpoint import QuantizedTensor
-from llmos_jupyter.model import attention, fused_decode, native
+from llmos_jupyter.core.checkpoint import QuantizedTensor
+from llmos_jupyter.model import backend, fused_decode, native
 from llmos_jupyter.model.loading import build_model
 from tests.model.helpers import checkpoint_of, rel_err, right_padded, tiny_model
 
@@ -103,7 +103,7 @@ def test_falls_back_where_it_does_not_apply():
     model.setup_caches(40, 8)
     assert model._fused_decoder(1) is not None and model._fused_decoder(40) is not None
     assert model._fused_decoder(41) is None  # more rows than the caches hold
-    with attention.use_backend("reference"):  # an explicit backend is honoured
+    with backend.use_backend("reference"):  # an explicit backend is honoured
         assert model._fused_decoder(1) is None
     assert not fused_decode.supports(tiny_model("tiny-gpt2"))
     bf16 = build_model(checkpoint_of(tiny_model("tiny")), dtype="bfloat16")

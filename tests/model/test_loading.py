@@ -8,8 +8,8 @@ import torch
 from gguf import GGMLQuantizationType
 from gguf.quants import quantize
 
+from llmos_jupyter.core.checkpoint import QuantizedTensor
 from llmos_jupyter.errors import CheckpointError, ConfigError
-from llmos_jupyter.formats.checkpoint import QuantizedTensor
 from llmos_jupyter.model import ggml_linear
 from llmos_jupyter.model.loading import build_model, resolve_dtype
 from tests.model.helpers import checkpoint_of, rel_err, tiny_model

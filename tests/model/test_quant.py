@@ -8,7 +8,7 @@ import torch
 from gguf import GGMLQuantizationType
 from gguf.quants import quantize
 
-from llmos_jupyter.formats.checkpoint import QuantizedTensor
+from llmos_jupyter.core.checkpoint import QuantizedTensor
 from llmos_jupyter.model import ggml_linear
 from llmos_jupyter.model.ggml_linear import GGMLLinear
 from llmos_jupyter.model.quant import Int4Linear, Int8Linear
@@ -58,7 +58,7 @@ def test_ggml_linear_is_float32_exact(kind, M):
 @pytest.mark.skipif(not ggml_linear.available(), reason="no C++ compiler for the kernel")
 def test_fused_rms_norm():
     from llmos_jupyter.model.ggml_linear import FusedRMSNorm
-    from llmos_jupyter.model.transformer import RMSNorm
+    from llmos_jupyter.model.norms import RMSNorm
 
     norm = RMSNorm(64, 1e-5)
     with torch.no_grad():

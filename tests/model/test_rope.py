@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from llmos_jupyter.core.config import ModelConfig
 from llmos_jupyter.errors import CheckpointError, ConfigError
 from llmos_jupyter.formats.gguf import read_gguf
 from llmos_jupyter.formats.hf import read_hf_dir
-from llmos_jupyter.model.config import ModelConfig
 from llmos_jupyter.model.loading import build_model
 from llmos_jupyter.model.rope import rope_tables, scaled_frequencies
 from tests.checkpoint_factory import tiny_config, write_tiny_gguf, write_tiny_hf_dir

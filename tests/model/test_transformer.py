@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmos_jupyter.errors import ConfigError
-from llmos_jupyter.model import attention
+from llmos_jupyter.model import backend
 from llmos_jupyter.model.rope import apply_rope, apply_rope_reference, rope_tables
 from tests.model.helpers import hf_gpt2, hf_llama, rel_err, right_padded, tiny_model
 
@@ -34,16 +34,16 @@ def test_forward_matches_transformers(name, overrides):
     assert rel_err(ours, theirs) < 1e-5
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+@pytest.mark.parametrize("backend_name", ["sdpa", "reference"])
 @pytest.mark.parametrize("name,overrides", VARIANTS)
-def test_prefill_and_decode_match_forward(name, overrides, backend):
+def test_prefill_and_decode_match_forward(name, overrides, backend_name):
     """Batch of 2 right-padded prompts: each decode step's logits equal the full pass's."""
     model = tiny_model(name, **overrides)
     V = model.config.vocab_size
     full = torch.randint(0, V, (2, 20))  # each row's whole sequence
     lengths = [5, 11]  # prompt lengths; the rest is fed token by token
     steps = 6
-    with attention.use_backend(backend):
+    with backend.use_backend(backend_name):
         want = model(full)  # (2, 20, V)
         model.setup_caches(batch_size=2, max_seq_len=32)
         ids, lens = right_padded([full[b, : lengths[b]].tolist() for b in range(2)], pad=7)

@@ -8,10 +8,10 @@ import threading
 import pytest
 import torch
 
+from llmos_jupyter.core.config import ModelConfig
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
 from llmos_jupyter.engine import GenerationParams, generate
 from llmos_jupyter.errors import PromptError
-from llmos_jupyter.formats.checkpoint import TokenizerSpec
-from llmos_jupyter.model.config import ModelConfig
 from llmos_jupyter.model.transformer import Transformer
 from llmos_jupyter.runtime.loaded_model import LoadedModel
 from llmos_jupyter.runtime.scheduler import QueueFullError, Scheduler

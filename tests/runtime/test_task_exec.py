@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmos_jupyter.runtime.task_exec import MAX_TASK_DEPTH, TaskExecutor
-from llmos_jupyter.store.taskspec import StepSpec, TaskSpec
+from llmos_jupyter.tasks.taskspec import StepSpec, TaskSpec
 
 
 def caller(name: str, callee: str) -> TaskSpec:

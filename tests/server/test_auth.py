@@ -30,7 +30,7 @@ def route_calls():
 
 
 def call(url: str, method: str, headers: dict | None = None) -> tuple[int, dict]:
-    data = b"{}" if method != "GET" else None
+    data = b"{}" if method not in ("GET", "DELETE") else None
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:

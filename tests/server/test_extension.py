@@ -35,7 +35,7 @@ async def test_chat_through_jupyter_equals_in_process(jp_fetch, store_home):
 
 async def test_every_route_needs_jupyter_auth(jp_fetch, store_home):
     for method, path, public in route_calls():
-        body = "{}" if method != "GET" else None
+        body = "{}" if method not in ("GET", "DELETE") else None
         try:
             r = await jp_fetch("llmos", *path.split("/"), method=method, body=body,
                                headers={"Authorization": ""})
@@ -55,3 +55,24 @@ async def test_errors_are_openai_bodies_in_jupyter_too(jp_fetch, store_home):
                            {"role": "user", "content": "hi"}]}))
     assert e.value.code == 404
     assert json.loads(e.value.response.body)["error"]["code"] == "model_not_found"
+
+
+async def test_native_routes_in_jupyter_answer_as_the_cli(jp_fetch, store_home):
+    """A verb route under {base_url}llmos/ answers what `llmos VERB --json` prints, and a
+    PUT with a body passes Jupyter's auth (token) like a GET."""
+    from llmos_jupyter.commands.dispatch import dispatch
+    from llmos_jupyter.commands.table import Context, parse
+
+    def cli(*argv: str):
+        return json.loads(dispatch(parse([*argv, "--json"]), Context(progress=False)).json())
+
+    r = await jp_fetch("llmos", "api", "models", MODEL)
+    assert json.loads(r.body) == cli("show", MODEL)
+    yaml = "name: jp-echo\ninputs: [text]\nprompt: 'Repeat: {text}'\n"
+    r = await jp_fetch("llmos", "api", "tasks", "jp-echo", method="PUT", body=yaml)
+    assert json.loads(r.body)["inputs"] == ["text"]
+    assert json.loads((await jp_fetch("llmos", "api", "tasks", "jp-echo")).body) == \
+        cli("task", "show", "jp-echo")
+    await jp_fetch("llmos", "api", "tasks", "jp-echo", method="DELETE")
+    doc = json.loads((await jp_fetch("llmos", "api", "openapi.json")).body)
+    assert "/api/tasks/{name}/run" in doc["paths"]

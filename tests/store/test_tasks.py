@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from llmos_jupyter.errors import LLMOSError, NotFoundError, SpecError
-from llmos_jupyter.store.builtin_tasks import BUILTIN_TASKS
 from llmos_jupyter.store.catalog import Catalog
 from llmos_jupyter.store.tasks import TaskStore
-from llmos_jupyter.store.taskspec import parse_task_spec
+from llmos_jupyter.tasks.builtin_tasks import BUILTIN_TASKS
+from llmos_jupyter.tasks.spec_yaml import parse_task_spec
 
 SPEC = """\
 name: shout  # comments survive

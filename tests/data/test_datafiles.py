@@ -10,9 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llmos_jupyter.errors import DataError
-from llmos_jupyter.store import datafiles, dataprep
-from llmos_jupyter.store.datafiles import (
+from llmos_jupyter.data import datafiles, dataprep
+from llmos_jupyter.data.datafiles import (
     export_records,
     infer_format,
     read_records,
@@ -20,6 +19,7 @@ from llmos_jupyter.store.datafiles import (
     records_from,
     write_snapshot,
 )
+from llmos_jupyter.errors import DataError
 
 ROWS = [{"text": "hello world", "label": "a"}, {"text": "ünïcode ✓", "label": "b"},
         {"text": "third, with comma", "label": "a"}]

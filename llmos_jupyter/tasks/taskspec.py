@@ -9,11 +9,11 @@ In a flow, top-level `chat`, `system` and `params` are defaults for its prompt s
 output spec of the step whose result is the task's (`output_step`, default the last).
 
 This module holds the spec itself (fields, dataclasses, sampling-parameter and flow-order
-checks) and `parse_task_spec`. The rest lives by concern, re-exported here so
-`from llmos_jupyter.store.taskspec import ...` keeps working:
+checks). The rest lives by concern, re-exported here so
+`from llmos_jupyter.tasks.taskspec import ...` keeps working:
 - `templates`: the template language (`parse_template`, `render_template`, ...);
-- `task_output`: `OutputSpec` and reading a model's answer (`parse_json_output`, ...);
-- `spec_yaml`: the line-tracking YAML walker behind `parse_task_spec`.
+- `task_output`: `OutputSpec` and reading a model's answer (`parse_json_output`, ...).
+Parsing a spec from YAML or a dict is `spec_yaml.parse_task_spec`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from llmos_jupyter.engine.params import SettingError, check_setting
+from llmos_jupyter.core.params import SettingError, check_setting
 from llmos_jupyter.errors import SpecError
-from llmos_jupyter.store.task_output import (
+from llmos_jupyter.tasks.task_output import (
     OUTPUT_FIELDS,
     OUTPUT_TYPES,
     OutputFormatError,
@@ -36,7 +36,7 @@ from llmos_jupyter.store.task_output import (
     parse_json_output,
     split_list,
 )
-from llmos_jupyter.store.templates import (
+from llmos_jupyter.tasks.templates import (
     IDENT,
     TemplateSyntaxError,
     parse_template,
@@ -48,7 +48,6 @@ __all__ = [
     # defined here
     "TASK_NAME", "TOP_FIELDS", "PROMPT_STEP_FIELDS", "TASK_STEP_FIELDS",
     "KnownTasks", "StepSpec", "TaskSpec", "check_params", "step_dependencies", "flow_order",
-    "parse_task_spec",
     # re-exported from templates
     "IDENT", "TemplateSyntaxError", "parse_template", "template_fields", "render_template",
     # re-exported from task_output
@@ -128,7 +127,7 @@ class TaskSpec:
                 "params": {**self.params, **step.params}}
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict that `parse_task_spec` turns back into an equal spec."""
+        """A plain dict that `spec_yaml.parse_task_spec` turns back into an equal spec."""
         out: dict[str, Any] = {"name": self.name}
         if self.description:
             out["description"] = self.description
@@ -228,19 +227,3 @@ def flow_order(spec: TaskSpec) -> list[str]:
                             f" steps run in order — move {later[0]!r} above {s.id!r}")
         order.append(s.id)
     return order
-
-
-def parse_task_spec(source: str | Mapping[str, Any], name: str | None = None, *,
-                    known_tasks: KnownTasks = None) -> TaskSpec:
-    """Parse and check a task spec given as YAML text or as a dict.
-
-    `name`, when given, is the task's name (it wins over a `name` field). `known_tasks`
-    lets steps that call other tasks be checked: a mapping name -> TaskSpec (the call's
-    inputs are checked too), an iterable of names, or a callable name -> TaskSpec | None.
-    Raises SpecError "line N, field F: what is wrong" (no line for a dict source).
-    """
-    # Imported here, not at the top: spec_yaml builds this module's dataclasses, so it
-    # imports this module, and a top-level import each way would be a cycle.
-    from llmos_jupyter.store.spec_yaml import _SpecParser
-
-    return _SpecParser(source, known_tasks).parse(name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llmos_jupyter.data.dataprep import columns, compute_stats, prep
 from llmos_jupyter.errors import DataError
-from llmos_jupyter.store.dataprep import columns, compute_stats, prep
 
 
 class ByteTokenizer:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from llmos_jupyter.errors import SpecError
-from llmos_jupyter.store import spec_yaml
 from llmos_jupyter.store.catalog import Catalog
 from llmos_jupyter.store.tasks import TaskStore
-from llmos_jupyter.store.taskspec import parse_task_spec
+from llmos_jupyter.tasks import spec_yaml
+from llmos_jupyter.tasks.spec_yaml import parse_task_spec
 
 HEAD = "name: lol\ninputs: [text]\nprompt: '{text}'\n"
 

@@ -3,7 +3,7 @@
 The plain loaded dict has lost where each value came from; the node tree keeps marks, so
 `_SpecParser` reads the spec node by node and builds a checked TaskSpec, raising
 SpecError "line N, field F: what is wrong". A dict source is dumped to YAML first, so one
-walker checks both (its errors have no line). Use it through `taskspec.parse_task_spec`.
+walker checks both (its errors have no line). `parse_task_spec` is the entry point.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any, NoReturn
 
 import yaml
 
-from llmos_jupyter.engine.params import PARAM_NAMES, SettingError, check_setting
+from llmos_jupyter.core.params import PARAM_NAMES, SettingError, check_setting
 from llmos_jupyter.errors import LLMOSError, SpecError, clip, excerpt, suggest
-from llmos_jupyter.store.task_output import OUTPUT_FIELDS, OUTPUT_TYPES, OutputSpec, split_list
-from llmos_jupyter.store.taskspec import (
+from llmos_jupyter.tasks.task_output import OUTPUT_FIELDS, OUTPUT_TYPES, OutputSpec, split_list
+from llmos_jupyter.tasks.taskspec import (
     PROMPT_STEP_FIELDS,
     TASK_NAME,
     TASK_STEP_FIELDS,
@@ -27,7 +27,7 @@ from llmos_jupyter.store.taskspec import (
     TaskSpec,
     _find_cycle,
 )
-from llmos_jupyter.store.templates import (
+from llmos_jupyter.tasks.templates import (
     IDENT,
     TemplateSyntaxError,
     parse_template,
@@ -464,3 +464,15 @@ class _SpecParser:
                 if sub is not None:
                     stack.append((sub, [*path, callee]))
         return None
+
+
+def parse_task_spec(source: str | Mapping[str, Any], name: str | None = None, *,
+                    known_tasks: KnownTasks = None) -> TaskSpec:
+    """Parse and check a task spec given as YAML text or as a dict.
+
+    `name`, when given, is the task's name (it wins over a `name` field). `known_tasks`
+    lets steps that call other tasks be checked: a mapping name -> TaskSpec (the call's
+    inputs are checked too), an iterable of names, or a callable name -> TaskSpec | None.
+    Raises SpecError "line N, field F: what is wrong" (no line for a dict source).
+    """
+    return _SpecParser(source, known_tasks).parse(name)

@@ -1,26 +1,25 @@
-"""The attention backend switch: the ONE place that decides how attention is computed.
+"""The kernel backend switch: the ONE place that decides which implementation computes
+attention, RMSNorm and cross-entropy.
 
-The model calls only `prefill(q, k, v)` and `decode(q, k_cache, v_cache, cache_seqlens)`;
-which implementation runs is chosen here, in this order:
+The model calls only `prefill(q, k, v)`, `decode(q, k_cache, v_cache, cache_seqlens)`,
+`rms_norm(x, weight, eps)` and `cross_entropy(logits, targets)`; which backend runs is
+chosen here, in this order:
   1. `set_backend(name)` / `with use_backend(name):` (process-wide),
   2. the environment variable LLMOS_ATTENTION,
   3. the default for the tensors' device (`DEFAULTS`, falling back to "sdpa").
 
-Backends:
+Backends (registered at the end of this module, one `register_backend` call each):
   reference  plain math — softmax(Q K^T / sqrt(D)) V with masks, GQA by repeating K/V.
              Slow; kept so a reader can check the fast paths against the formula.
-  sdpa       torch's F.scaled_dot_product_attention (flash / fused kernels on CPU and CUDA).
+             (backend_torch.py)
+  sdpa       torch's F.scaled_dot_product_attention (flash / fused kernels on CPU and
+             CUDA). The CPU default. (backend_torch.py)
+  triton     our Triton kernels (llmos_kernels) for attention, decode attention, RMSNorm
+             and cross-entropy; triton is imported only when the backend runs. The CUDA
+             default; on CPU it runs under TRITON_INTERPRET=1. (backend_triton.py)
 
-Adding a backend (e.g. Triton kernels from llmos_kernels) is one `register_backend` call:
-
-    def _triton_prefill(q, k, v):
-        from llmos_kernels import attention
-        return attention(q, k, v, causal=True)
-    def _triton_decode(q, k_cache, v_cache, cache_seqlens):
-        from llmos_kernels import decode_attention
-        return decode_attention(q, k_cache, v_cache, cache_seqlens)
-    register_backend("triton", _triton_prefill, _triton_decode)
-    DEFAULTS["cuda"] = "triton"
+A backend module imports nothing from this one: the switch imports the backends, never
+the other way round. Another backend is one more `register_backend` call.
 
 Shapes (all backends):
   prefill: q [B, Hq, T, D], k/v [B, Hkv, S, D], S >= T, causal aligned to the end (query i
@@ -32,7 +31,6 @@ Shapes (all backends):
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from llmos_jupyter.errors import ConfigError, suggest
+from llmos_jupyter.model import backend_torch, backend_triton
 
 ENV_VAR = "LLMOS_ATTENTION"
 
@@ -54,6 +53,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 @dataclass(frozen=True)
 class Backend:
+    """One selectable implementation: attention always, RMSNorm and cross-entropy optionally."""
+
     name: str
     prefill: PrefillFn
     decode: DecodeFn
@@ -64,8 +65,8 @@ class Backend:
 
 
 _BACKENDS: dict[str, Backend] = {}
-# Default backend per device type; the lead points "cuda" at "triton" once it is registered.
-DEFAULTS: dict[str, str] = {"cpu": "sdpa", "cuda": "sdpa"}
+# Default backend per device type (a name not registered falls back to "sdpa").
+DEFAULTS: dict[str, str] = {"cpu": "sdpa", "cuda": "triton"}
 _selected: str | None = None
 
 
@@ -78,6 +79,7 @@ def register_backend(
 
 
 def available_backends() -> list[str]:
+    """Names of the registered backends, sorted."""
     return sorted(_BACKENDS)
 
 
@@ -150,82 +152,8 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int
     return F.cross_entropy(logits.float(), targets, ignore_index=ignore_index)
 
 
-# --- reference: the formula, nothing clever -------------------------------------------
-
-
-def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
-    # (B, Hkv, S, D) -> (B, Hkv * n_rep, S, D); query head h reads KV head h // n_rep.
-    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
-
-
-def _causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
-    """[T, S] bool, True where query i may see key j: causal aligned to the end, so with
-    S > T (queries continuing a cached prefix of S - T keys) query i sits at S - T + i."""
-    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
-
-
-def _reference_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    T, D, S = q.shape[-2], q.shape[-1], k.shape[-2]
-    n_rep = q.shape[1] // k.shape[1]
-    k, v = _repeat_kv(k, n_rep), _repeat_kv(v, n_rep)
-    scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(D)  # (B, Hq, T, S)
-    causal = _causal_mask(T, S, q.device)
-    scores = scores.masked_fill(~causal, float("-inf"))
-    return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
-
-
-def _reference_decode(
-    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor
-) -> torch.Tensor:
-    D, S = q.shape[-1], k_cache.shape[2]
-    n_rep = q.shape[1] // k_cache.shape[1]
-    k, v = _repeat_kv(k_cache, n_rep).float(), _repeat_kv(v_cache, n_rep).float()
-    scores = (q.float().unsqueeze(2) @ k.transpose(-1, -2)).squeeze(2) / math.sqrt(D)  # (B,Hq,S)
-    valid = torch.arange(S, device=q.device) < cache_seqlens[:, None]  # (B, S)
-    scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
-    out = (scores.softmax(dim=-1).unsqueeze(2) @ v).squeeze(2)  # (B, Hq, D)
-    return out.to(q.dtype)
-
-
-# --- sdpa: torch's fused kernels ------------------------------------------------------
-
-
-def _sdpa_prefill(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    gqa = q.shape[1] != k.shape[1]
-    T, S = q.shape[2], k.shape[2]
-    if S == T:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-    # is_causal aligns to the top-left; a continued prefix needs the end-aligned mask.
-    mask = _causal_mask(T, S, q.device)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
-
-
-def _sdpa_decode(
-    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cache_seqlens: torch.Tensor
-) -> torch.Tensor:
-    B, Hq, D = q.shape
-    Hkv = k_cache.shape[1]
-    # Only the filled prefix: one host sync for the length (free on CPU).
-    L = int(cache_seqlens.max())
-    k, v = k_cache[:, :, :L], v_cache[:, :, :L]  # (B, Hkv, L, D) views
-    # GQA without repeating K/V: the n_rep query heads sharing a KV head become that
-    # head's n_rep "query positions" (head h = kv * n_rep + r, as in _repeat_kv).
-    qg = q.view(B, Hkv, Hq // Hkv, D)  # (B, Hkv, n_rep, D)
-    mask = None
-    if B > 1:  # rows shorter than L must not see the tail of the buffer
-        mask = (torch.arange(L, device=q.device) < cache_seqlens[:, None])[:, None, None, :]
-    out = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask)  # (B, Hkv, n_rep, D)
-    return out.view(B, Hq, D)
-
-
-register_backend("reference", _reference_prefill, _reference_decode)
-register_backend("sdpa", _sdpa_prefill, _sdpa_decode)
-
-
-# The Triton kernels (llmos_kernels): registered always, imported only when selected, so
-# nothing pays for importing triton unless it runs. Default on CUDA; on CPU they run under
-# TRITON_INTERPRET=1 (tests select them with LLMOS_ATTENTION=triton).
-from llmos_jupyter.model import attention_triton  # noqa: E402
-
-attention_triton.register(register_backend)
-DEFAULTS["cuda"] = "triton"
+# The built-in backends, registered explicitly; DEFAULTS above picks one per device.
+register_backend("reference", backend_torch.reference_prefill, backend_torch.reference_decode)
+register_backend("sdpa", backend_torch.sdpa_prefill, backend_torch.sdpa_decode)
+register_backend("triton", backend_triton.prefill, backend_triton.decode,
+                 backend_triton.rms_norm, backend_triton.cross_entropy)

@@ -1,6 +1,6 @@
 """Describing and preparing records in memory: columns, stats, cleaning and splitting.
 
-Everything here takes a list of records (see `datafiles.Record`) and touches no file:
+Everything here takes a list of records (see `datareaders.Record`) and touches no file:
 `compute_stats` is what the store shows for a dataset, `prep` cleans and splits one into
 new datasets, and `resolve_text_field` decides which column holds the text for both
 `prep` and the .txt export. Reading and writing files is `datafiles`.
@@ -12,13 +12,10 @@ import math
 import random
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from llmos_jupyter.data.datareaders import Record
 from llmos_jupyter.errors import DataError
-
-if TYPE_CHECKING:  # only for annotations: datafiles imports this module at run time
-    from llmos_jupyter.store.datafiles import Record
-
 
 # ---------------------------------------------------------------------------- stats
 

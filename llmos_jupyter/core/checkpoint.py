@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmos_jupyter.model.config import ModelConfig
+from llmos_jupyter.core.config import ModelConfig
+from llmos_jupyter.core.tokenizer_spec import TokenizerSpec
 
 
 @dataclass
@@ -74,30 +75,9 @@ Tensor = torch.Tensor | QuantizedTensor
 
 
 @dataclass
-class TokenizerSpec:
-    """Everything needed to rebuild a model's byte-level BPE tokenizer exactly.
-
-    `tokens[i]` is token i in the GPT-2 byte-to-unicode alphabet (as in GGUF
-    `tokenizer.ggml.tokens` and HF tokenizer.json); `merges` are "left right" strings
-    in rank order; `pre` names the pre-tokenizer family ("smollm", "gpt2", "llama3",
-    "qwen2", ...) which picks the split regex; `token_types` follow GGUF (1 normal,
-    3 control, 4 user-defined, ...), control/user-defined tokens are special.
-    """
-
-    tokens: list[str]
-    merges: list[str]
-    pre: str = "gpt2"
-    token_types: list[int] | None = None
-    bos_id: int | None = None
-    eos_id: int | None = None
-    pad_id: int | None = None
-    # Prepend BOS when encoding a prompt for generation (GGUF tokenizer.ggml.add_bos_token).
-    add_bos: bool = False
-    chat_template: str | None = None
-
-
-@dataclass
 class Checkpoint:
+    """A model read from any format: its config, tensors in our naming, tokenizer, metadata."""
+
     config: ModelConfig
     tensors: dict[str, Tensor]
     tokenizer: TokenizerSpec | None = None

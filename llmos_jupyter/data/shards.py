@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from llmos_jupyter.data.datafiles import atomic_write, describe, resolve_text_field
 from llmos_jupyter.errors import DataError
-from llmos_jupyter.store.datafiles import atomic_write, describe, resolve_text_field
 
 MAGIC = b"LLMOSTOK"
 VERSION = 1

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from llmos_jupyter.data.shards import HEADER_SIZE, open_shard, tokenize_records, write_shard
 from llmos_jupyter.errors import DataError
-from llmos_jupyter.store.shards import HEADER_SIZE, open_shard, tokenize_records, write_shard
 
 DOCS = [[5, 6, 7], [], [65535, 0], [1]]
 

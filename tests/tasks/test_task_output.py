@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmos_jupyter.errors import DataError
-from llmos_jupyter.store.builtin_tasks import builtin_task
-from llmos_jupyter.store.task_output import (
+from llmos_jupyter.tasks.builtin_tasks import builtin_task
+from llmos_jupyter.tasks.task_output import (
     OutputFormatError,
     normalize_choice,
     parse_json_output,

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from llmos_jupyter.data.dataprep import StatsBuilder, compute_stats
+from llmos_jupyter.data.datareaders import iter_records, read_records
 from llmos_jupyter.errors import DataError
-from llmos_jupyter.store.dataprep import StatsBuilder, compute_stats
-from llmos_jupyter.store.datareaders import iter_records, read_records
 
 
 def write(tmp_path, name, text):

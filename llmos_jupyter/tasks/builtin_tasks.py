@@ -13,7 +13,9 @@ comma-separated list ("positive, negative, neutral") that the executor splits wi
 
 from __future__ import annotations
 
-from llmos_jupyter.store.taskspec import TaskSpec, parse_task_spec
+from llmos_jupyter.errors import NotFoundError
+from llmos_jupyter.tasks.spec_yaml import parse_task_spec
+from llmos_jupyter.tasks.taskspec import TaskSpec
 
 BUILTIN_TASKS: dict[str, str] = {
     "generate": """\
@@ -117,8 +119,6 @@ params: {max_tokens: 128, temperature: 0.0}
 
 def builtin_task(name: str) -> TaskSpec:
     """The parsed built-in task `name`; KeyError (NotFoundError) when there is none."""
-    from llmos_jupyter.errors import NotFoundError
-
     if name not in BUILTIN_TASKS:
         raise NotFoundError("task", name, BUILTIN_TASKS)
     return parse_task_spec(BUILTIN_TASKS[name])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmos_jupyter.errors import DataError
-from llmos_jupyter.store.templates import (
+from llmos_jupyter.tasks.templates import (
     TemplateSyntaxError,
     parse_template,
     render_template,

@@ -12,7 +12,7 @@ Decisions:
 
 Describing and preparing records in memory (`columns`, `compute_stats`, `prep`, ...) is
 `dataprep`; it and `datareaders` are re-exported here so
-`from llmos_jupyter.store.datafiles import ...` and `datafiles.prep(...)` keep working.
+`from llmos_jupyter.data.datafiles import ...` and `datafiles.prep(...)` keep working.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmos_jupyter.errors import DataError
-from llmos_jupyter.store.dataprep import (
+from llmos_jupyter.data.dataprep import (
     PrepResult,
     StatsBuilder,
     columns,
@@ -38,7 +37,7 @@ from llmos_jupyter.store.dataprep import (
     prep,
     resolve_text_field,
 )
-from llmos_jupyter.store.datareaders import (
+from llmos_jupyter.data.datareaders import (
     EXTENSIONS,
     FORMATS,
     TEXT_MODES,
@@ -49,6 +48,7 @@ from llmos_jupyter.store.datareaders import (
     read_records,
     records_from,
 )
+from llmos_jupyter.errors import DataError
 
 __all__ = [
     # defined here
