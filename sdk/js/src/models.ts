@@ -23,11 +23,16 @@ export class Models {
    *
    *     for await (const ev of client.models.pull('smollm2-135m-instruct')) console.log(ev);
    */
-  pull(name: string, opts: RequestOptions = {}): AsyncGenerator<PullEvent> {
-    return this.http.events<PullEvent>('api/models/pull', {
+  async *pull(name: string, opts: RequestOptions = {}): AsyncGenerator<PullEvent> {
+    const events = this.http.events<PullEvent>('api/models/pull', {
       json: { name, stream: true },
       signal: opts.signal,
     });
+    for await (const ev of events) {
+      // The last event carries the pulled model's record (as `result`).
+      if (ev.model === undefined && ev.result !== undefined) ev.model = ev.result as ModelRecord;
+      yield ev;
+    }
   }
 
   /** A preset: `base` with a system prompt and sampling defaults (`llmos create`). */
@@ -40,12 +45,12 @@ export class Models {
   }
 
   /** Copy a model or preset under a new name (`llmos cp`). */
-  cp(src: string, dst: string, opts: RequestOptions = {}): Promise<ModelRecord> {
+  cp(src: string, dst: string, opts: RequestOptions = {}): Promise<{ message: string }> {
     return this.http.json('api/models/cp', { json: { src, dst }, signal: opts.signal });
   }
 
   /** Remove a model (with `cascade`, also the presets built on it). */
-  rm(name: string, opts: RequestOptions & { cascade?: boolean } = {}): Promise<unknown> {
+  rm(name: string, opts: RequestOptions & { cascade?: boolean } = {}): Promise<{ message: string }> {
     return this.http.json(`api/models/${seg(name)}`, {
       method: 'DELETE',
       query: { cascade: opts.cascade ? 'true' : undefined },

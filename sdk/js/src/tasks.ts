@@ -15,7 +15,7 @@ export interface TaskRunOptions extends RequestOptions {
   limit?: number;
   /** Fixed input values (for inputs no column feeds). */
   input?: Record<string, unknown>;
-  /** Sampling settings, e.g. `{max_tokens: 32}`. */
+  /** Sampling settings, e.g. `{max_tokens: 32}` (sent as the body's own fields). */
   params?: Record<string, unknown>;
 }
 
@@ -66,7 +66,7 @@ export class Tasks {
    * or `client.runs.wait(run.id)`.
    */
   run(name: string, opts: TaskRunOptions): Promise<RunRecord> {
-    const { signal, ...body } = opts;
-    return this.http.json(`api/tasks/${seg(name)}/run`, { json: body, signal });
+    const { signal, params, ...body } = opts;
+    return this.http.json(`api/tasks/${seg(name)}/run`, { json: { ...params, ...body }, signal });
   }
 }

@@ -41,6 +41,7 @@ export interface PullEvent {
   status: string;
   completed?: number;
   total?: number;
+  /** The pulled model's record, on the last event. */
   model?: ModelRecord;
   [field: string]: unknown;
 }

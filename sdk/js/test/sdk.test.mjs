@@ -103,8 +103,9 @@ describe('models', () => {
   it('create, cp and rm a preset', async () => {
     const preset = await llmos.models.create('sdk-pirate', { base: MODEL, system: 'Answer like a pirate.' });
     assert.equal(preset.name, 'sdk-pirate');
-    const copy = await llmos.models.cp('sdk-pirate', 'sdk-pirate-2');
-    assert.equal(copy.name, 'sdk-pirate-2');
+    const copied = await llmos.models.cp('sdk-pirate', 'sdk-pirate-2');
+    assert.match(copied.message, /sdk-pirate-2/);
+    assert.equal((await llmos.models.show('sdk-pirate-2')).system, 'Answer like a pirate.');
     let names = (await llmos.models.list()).map((r) => r.name);
     assert.ok(names.includes('sdk-pirate') && names.includes('sdk-pirate-2'), names.join());
     await llmos.models.rm('sdk-pirate-2');
@@ -153,7 +154,8 @@ describe('datasets', () => {
   it('upload over an existing name needs replace', async () => {
     await assert.rejects(llmos.datasets.upload('sdk-txt', 'x\n', { format: 'txt' }), (e) => {
       assert.ok(e instanceof LLMOSError);
-      assert.equal(e.status, 409);
+      assert.equal(e.status, 400);
+      assert.match(e.message, /already exists.*replace/);
       return true;
     });
     const again = await llmos.datasets.upload('sdk-txt', 'x\ny\nz\n', { format: 'txt', replace: true });
