@@ -1,4 +1,4 @@
-/** Small DOM helpers: the views build plain elements (no framework on top of Lumino). */
+/** Small DOM builders: the views make plain elements (no framework on top of Lumino). */
 
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | EventListener | undefined | null>;
