@@ -77,12 +77,35 @@ it('the Models tab shows the default model with size, format and quantization', 
   await shot('labext-models.png');
 });
 
-it('a dataset uploads by file and previews its rows', async () => {
+it('pull shows its progress to success; load and unload change the Loaded column', async () => {
+  await page.locator('[data-testid="llmos-pull-name"]').fill(MODEL);
+  await page.locator('[data-testid="llmos-pull"]').click();
+  await page.locator('[data-testid="llmos-pull-progress"]', { hasText: `${MODEL}: success` }).waitFor();
+  const row = page.locator(`[data-testid="llmos-models-table"] tr[data-name="${MODEL}"]`);
+  await row.getByText('Load', { exact: true }).click();
+  await row.getByText('Unload', { exact: true }).waitFor();
+  assert.match(await row.innerText(), /yes/);
+  await row.getByText('Unload', { exact: true }).click();
+  await row.getByText('Load', { exact: true }).waitFor();
+});
+
+it('a dataset dropped on the panel uploads and previews; remove asks first', async () => {
   await tab('Datasets').click();
-  await page.locator('[data-testid="llmos-upload-input"]').setInputFiles({
-    name: 'fruit.csv', mimeType: 'text/csv', buffer: Buffer.from('name,colour\napple,red\nbanana,yellow\n'),
+  // A file dropped as the browser delivers it: a drop event whose DataTransfer holds it.
+  await page.locator('[data-testid="llmos-dropzone"]').evaluate((zone) => {
+    const data = new DataTransfer();
+    data.items.add(new File(['name,colour\napple,red\nbanana,yellow\n'], 'fruit.csv', { type: 'text/csv' }));
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
   });
   await page.locator('[data-testid="llmos-upload-status"]', { hasText: 'added fruit: 2 rows' }).waitFor();
+  await page.locator('[data-testid="llmos-upload-input"]').setInputFiles({
+    name: 'scratch notes.txt', mimeType: 'text/plain', buffer: Buffer.from('one\ntwo\nthree\n'),
+  });
+  await page.locator('[data-testid="llmos-upload-status"]', { hasText: 'added scratch-notes: 3 rows' }).waitFor();
+  const scratch = page.locator('[data-testid="llmos-datasets-table"] tr[data-name="scratch-notes"]');
+  await scratch.getByText('Remove').click();
+  await page.locator('.jp-Dialog-button.jp-mod-warn').click();
+  await scratch.waitFor({ state: 'detached' });
   await page.locator('[data-testid="llmos-preview-fruit"]').click();
   const preview = page.locator('[data-testid="llmos-dataset-preview"]');
   await preview.getByText('banana').waitFor();
@@ -151,11 +174,17 @@ it('the palette opens the chat; it streams an answer, and Stop stops the next on
   assert.equal(await page.locator('[data-testid="llmos-chat-send"]').isEnabled(), true);
 });
 
-it('Insert puts the %llmos load magic in the open notebook', async () => {
+it('Insert puts the %llmos load and %llmos run magics in the open notebook', async () => {
   await lab.open('lab/tree/scratch.ipynb');
   await page.locator('.jp-Notebook').waitFor();
   if (!(await panel().isVisible())) await page.locator('.lm-TabBar-tab[data-id="llmos-panel"]').click();
   await tab('Models').click();
   await page.locator(`[data-testid="llmos-models-table"] tr[data-name="${MODEL}"]`).getByText('Insert').click();
   await page.locator('.jp-Notebook .jp-Cell', { hasText: `%llmos load ${MODEL}` }).waitFor();
+  await tab('Tasks').click();
+  await page.locator('[data-testid="llmos-run-summarize"]').click();
+  const form = page.locator('[data-testid="llmos-run-form"]');
+  await form.locator('[data-testid="llmos-run-data"]').selectOption('reviews');
+  await form.locator('[data-testid="llmos-run-insert"]').click();
+  await page.locator('.jp-Notebook .jp-Cell', { hasText: '%llmos run summarize --data reviews' }).waitFor();
 });
