@@ -286,6 +286,9 @@ class Transformer(nn.Module):
         already decoding in rows [0, row)."""
         B, T = ids.shape
         self._check_cache(row + B, start + T)
+        fused = self._fused_decoder(row + B)
+        if fused is not None:
+            return fused.prefill(ids, lengths, start, row)
         pos = torch.arange(start, start + T, device=ids.device)
         x = self._embed(ids, pos)  # (B, T, dim)
         cos = self.rope_cos[start:start + T, None, :]  # (T, 1, D)
