@@ -2,14 +2,16 @@
 it as soon as they finish, as vLLM and TGI schedule requests.
 
 `InflightBatch` owns one model's KV cache. `add` queues a prompt; each `step` first
-prefills the newcomers that fit (each into the next free cache row, beside the rows
-already decoding), then runs ONE decode step for every running sequence and samples
+prefills the newcomers that fit (into the next free cache rows, beside the rows already
+decoding; in one prefill call where the model's prefill is row-exact), then runs ONE
+decode step for every running sequence and samples
 each with its own settings. A sequence that finishes (stop token, stop string,
 max_tokens, cancel) leaves the batch at the next step: the last running rows move into
 the holes (`model.move_rows`), so a step computes running sequences only.
 
 A sequence's tokens are exactly those it gets alone from `engine.generate`: its prefill
-runs alone, the batched decode kernels give each row bit for bit its single-row result,
+runs alone or through a row-exact prefill (each row's arithmetic independent of the
+others'), the batched decode kernels give each row bit for bit its single-row result,
 and it samples from its own logits with its own generator (seeded `seed`, as row 0 of a
 solo call) and its own repetition-penalty history.
 
@@ -186,22 +188,40 @@ class InflightBatch:
     def _admit(self, out: list[tuple[Sequence, str]]) -> None:
         """Prefill waiting sequences (in arrival order) while rows, cache budget and this
         step's prefill budget allow; each samples its first token from its own prefill
-        logits."""
+        logits. Where the model's prefill is row-exact (`prefill_rows_exact`) the newcomers
+        go through in one prefill call, sharing its weight reads; otherwise one by one."""
         budget = self.prefill_tokens
-        while self.waiting and len(self.running) < self.max_rows:
+        admitted: list[Sequence] = []
+        while self.waiting and len(self.running) + len(admitted) < self.max_rows:
             seq = self.waiting[0]
             if budget < len(seq.prompt) and budget < self.prefill_tokens:
                 break  # the rest wait for the next step (one prompt always goes in)
-            if not self._make_room(len(self.running) + 1, seq.need):
+            if not self._make_room(len(self.running) + len(admitted) + 1, seq.need):
                 break
             budget -= len(seq.prompt)
-            self.waiting.popleft()
-            row = len(self.running)
-            ids = torch.tensor([seq.prompt], dtype=torch.long, device=self.model.device)
-            lengths = torch.tensor([len(seq.prompt)], dtype=torch.long, device=ids.device)
-            logits = self.model.prefill(ids, lengths, row=row)
-            self.running.append(seq)
-            self._take(seq, self._sample(seq, logits), out)
+            admitted.append(self.waiting.popleft())
+        if not admitted:
+            return
+        row = len(self.running)
+        exact = getattr(self.model, "prefill_rows_exact", None)
+        groups = ([admitted] if exact is not None and exact(row + len(admitted))
+                  else [[seq] for seq in admitted])
+        for group in groups:
+            logits = self._prefill(group, len(self.running))
+            self.running += group
+            for i, seq in enumerate(group):
+                self._take(seq, self._sample(seq, logits[i:i + 1]), out)
+
+    def _prefill(self, group: list[Sequence], row: int) -> torch.Tensor:
+        """Prefill `group`'s prompts (right-padded) into cache rows [row, row + len(group));
+        return their last tokens' logits [len(group), V]."""
+        width = max(len(seq.prompt) for seq in group)
+        ids = torch.zeros(len(group), width, dtype=torch.long)
+        for i, seq in enumerate(group):
+            ids[i, :len(seq.prompt)] = torch.tensor(seq.prompt, dtype=torch.long)
+        lengths = torch.tensor([len(seq.prompt) for seq in group], dtype=torch.long)
+        device = self.model.device
+        return self.model.prefill(ids.to(device), lengths.to(device), row=row)
 
     def _make_room(self, rows: int, length: int) -> bool:
         """Make the cache hold `rows` rows of `length` positions, keeping what running rows
@@ -238,8 +258,18 @@ class InflightBatch:
         positions = torch.tensor([len(s.prompt) + len(s.row.token_ids) - 1 for s in decoding],
                                  dtype=torch.long, device=device)
         logits = self.model.decode_step(tokens, positions)  # (B, V)
+        # Plain greedy rows (no penalties, constraint or logprobs) take one argmax over the
+        # batch: what `sample` picks for each of them alone.
+        plain = [self._plain_greedy(seq) for seq in decoding]
+        picked = logits.argmax(dim=-1).tolist() if any(plain) else []
         for i, seq in enumerate(decoding):
-            self._take(seq, self._sample(seq, logits[i:i + 1]), out)
+            token = picked[i] if plain[i] else self._sample(seq, logits[i:i + 1])
+            self._take(seq, token, out)
+
+    @staticmethod
+    def _plain_greedy(seq: Sequence) -> bool:
+        return (seq.params.temperature == 0 and seq.seen is None and seq.counts is None
+                and seq.constraint is None and seq.top_logprobs is None)
 
     def _sample(self, seq: Sequence, logits: torch.Tensor) -> int:
         token = self._draw(seq, logits)

@@ -299,6 +299,13 @@ class Transformer(nn.Module):
         last = x[rows, lengths.to(ids.device) - 1]  # (B, dim): the head runs on B rows only
         return self._head(last)
 
+    def prefill_rows_exact(self, batch_size: int) -> bool:
+        """Whether a prefill into cache rows [0, batch_size) gives every row bit for bit the
+        cache and logits it gets prefilled alone (the fused path: its kernels compute each
+        token independently of the others). The torch path's padded batches and batch-size
+        dependent matmuls do not promise that."""
+        return self._fused_decoder(batch_size) is not None
+
     def share_prefix(self, batch_size: int, length: int) -> None:
         """Give rows [1, batch_size) the cached positions [0, length) of row 0: a prompt
         prefix common to a batch is prefilled once (row 0), then continued per row with
