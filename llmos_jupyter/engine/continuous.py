@@ -189,39 +189,59 @@ class InflightBatch:
         """Prefill waiting sequences (in arrival order) while rows, cache budget and this
         step's prefill budget allow; each samples its first token from its own prefill
         logits. Where the model's prefill is row-exact (`prefill_rows_exact`) the newcomers
-        go through in one prefill call, sharing its weight reads; otherwise one by one."""
+        go through together: the prompt prefix they all share (a chat template's system
+        prompt) once, copied into their rows, then their tails in one prefill call; the
+        budget counts the tokens computed. Otherwise they go one by one."""
         budget = self.prefill_tokens
         admitted: list[Sequence] = []
+        exact = None
         while self.waiting and len(self.running) + len(admitted) < self.max_rows:
             seq = self.waiting[0]
-            if budget < len(seq.prompt) and budget < self.prefill_tokens:
+            cost = len(seq.prompt)
+            if admitted and exact:
+                cost -= _common_prefix(seq.prompt, admitted[0].prompt)
+            if budget < cost and budget < self.prefill_tokens:
                 break  # the rest wait for the next step (one prompt always goes in)
             if not self._make_room(len(self.running) + len(admitted) + 1, seq.need):
                 break
-            budget -= len(seq.prompt)
+            if exact is None:  # the caches exist now: ask the model
+                exact = self._rows_exact()
+            budget -= cost
             admitted.append(self.waiting.popleft())
         if not admitted:
             return
-        row = len(self.running)
-        exact = getattr(self.model, "prefill_rows_exact", None)
-        groups = ([admitted] if exact is not None and exact(row + len(admitted))
-                  else [[seq] for seq in admitted])
-        for group in groups:
+        for group in ([admitted] if exact else [[seq] for seq in admitted]):
             logits = self._prefill(group, len(self.running))
             self.running += group
             for i, seq in enumerate(group):
                 self._take(seq, self._sample(seq, logits[i:i + 1]), out)
 
+    def _rows_exact(self) -> bool:
+        exact = getattr(self.model, "prefill_rows_exact", None)
+        return exact is not None and exact(self._rows)
+
     def _prefill(self, group: list[Sequence], row: int) -> torch.Tensor:
-        """Prefill `group`'s prompts (right-padded) into cache rows [row, row + len(group));
-        return their last tokens' logits [len(group), V]."""
-        width = max(len(seq.prompt) for seq in group)
-        ids = torch.zeros(len(group), width, dtype=torch.long)
-        for i, seq in enumerate(group):
-            ids[i, :len(seq.prompt)] = torch.tensor(seq.prompt, dtype=torch.long)
-        lengths = torch.tensor([len(seq.prompt) for seq in group], dtype=torch.long)
+        """Prefill `group`'s prompts into cache rows [row, row + len(group)); return their
+        last tokens' logits [len(group), V]. Several prompts (a row-exact prefill) share
+        their common prefix: it is prefilled once into the first row and copied into the
+        others, and only the tails are prefilled per row."""
+        prompts = [seq.prompt for seq in group]
+        shared = 0
+        if len(group) > 1:  # every row keeps at least its last token to prefill
+            shared = min(_common_prefix(prompts[0], p) for p in prompts[1:])
+            shared = min(shared, min(len(p) for p in prompts) - 1)
         device = self.model.device
-        return self.model.prefill(ids.to(device), lengths.to(device), row=row)
+        if shared:
+            self.model.prefill(torch.tensor([prompts[0][:shared]], device=device),
+                               torch.tensor([shared], device=device), row=row)
+            self.model.move_rows([row] * (len(group) - 1), list(range(row + 1, row + len(group))),
+                                 shared)
+        tails = [p[shared:] for p in prompts]
+        ids = torch.zeros(len(tails), max(map(len, tails)), dtype=torch.long)
+        for i, tail in enumerate(tails):
+            ids[i, :len(tail)] = torch.tensor(tail, dtype=torch.long)
+        lengths = torch.tensor([len(t) for t in tails], dtype=torch.long)
+        return self.model.prefill(ids.to(device), lengths.to(device), start=shared, row=row)
 
     def _make_room(self, rows: int, length: int) -> bool:
         """Make the cache hold `rows` rows of `length` positions, keeping what running rows
@@ -346,3 +366,13 @@ class InflightBatch:
         for hole, mover in zip(holes, movers, strict=True):
             order[hole] = mover
         self.running = [self.running[i] for i in order]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens a and b share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
