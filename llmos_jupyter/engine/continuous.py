@@ -202,7 +202,7 @@ class InflightBatch:
                 cost -= _common_prefix(seq.prompt, admitted[0].prompt)
             if budget < cost and budget < self.prefill_tokens:
                 break  # the rest wait for the next step (one prompt always goes in)
-            if not self._make_room(len(self.running) + len(admitted) + 1, seq.need):
+            if not self._make_room(len(self.running) + len(admitted) + 1, seq.need, admitted):
                 break
             if exact is None:  # the caches exist now: ask the model
                 exact = self._rows_exact()
@@ -243,13 +243,14 @@ class InflightBatch:
         lengths = torch.tensor([len(t) for t in tails], dtype=torch.long)
         return self.model.prefill(ids.to(device), lengths.to(device), start=shared, row=row)
 
-    def _make_room(self, rows: int, length: int) -> bool:
+    def _make_room(self, rows: int, length: int, pending: list[Sequence]) -> bool:
         """Make the cache hold `rows` rows of `length` positions, keeping what running rows
-        hold; False when that would pass the budget (the sequence waits)."""
-        if not self.running:  # another caller may have reshaped the caches meanwhile
+        hold and room for `pending` (admitted this step, not yet prefilled); False when
+        that would pass the budget (the sequence waits)."""
+        if not self.running and not pending:  # another caller may have reshaped the caches
             self._rows = self._len = 0
         rows_needed = max(rows, self._rows)
-        len_needed = max(length, self._len, *(s.need for s in self.running))
+        len_needed = max(length, self._len, *(s.need for s in self.running + pending))
         if rows_needed <= self._rows and len_needed <= self._len:
             return True
         # Grow by doubling (few reallocations), but never past the budget or context.
