@@ -286,7 +286,7 @@ class Transformer(nn.Module):
         already decoding in rows [0, row)."""
         B, T = ids.shape
         self._check_cache(row + B, start + T)
-        fused = self._fused_decoder(row + B)
+        fused = self._fused_prefill(row + B)
         if fused is not None:
             return fused.prefill(ids, lengths, start, row)
         pos = torch.arange(start, start + T, device=ids.device)
@@ -304,7 +304,15 @@ class Transformer(nn.Module):
         cache and logits it gets prefilled alone (the fused path: its kernels compute each
         token independently of the others). The torch path's padded batches and batch-size
         dependent matmuls do not promise that."""
-        return self._fused_decoder(batch_size) is not None
+        return self._fused_prefill(batch_size) is not None
+
+    def _fused_prefill(self, batch_size: int) -> FusedDecoder | None:
+        """The fused step for a prefill, unless hooks watch the layers (a caller polling
+        between layers, as `engine.generate` does to cancel a long prefill): the fused
+        step runs no layer module, so those take the torch path."""
+        if any(layer._forward_pre_hooks or layer._forward_hooks for layer in self.layers):
+            return None
+        return self._fused_decoder(batch_size)
 
     def share_prefix(self, batch_size: int, length: int) -> None:
         """Give rows [1, batch_size) the cached positions [0, length) of row 0: a prompt
