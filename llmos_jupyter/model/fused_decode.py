@@ -13,6 +13,11 @@ on CPU and whose projections are dense float32 (`nn.Linear`, `CastLinear`) or GG
 default ("sdpa"). Everything else — other backends, other dtypes — takes the torch path
 in transformer.py, which stays the reference the tests compare against.
 
+Prefill runs through the same call (`llmos_forward_tokens`): a prompt's tokens go in
+together, each written to its cache row before any attends, so they attend causally. Every
+token's arithmetic is independent of the others in the call, so prompts prefilled together
+(InflightBatch admitting several) get bit for bit what each gets alone.
+
 The plan holds references to every tensor it points at, so a pointer can never outlive
 its memory; Transformer drops the plan whenever tensors may move (setup_caches, `.to()`).
 """

@@ -9,8 +9,9 @@ Three entry points:
   prefill(ids, lengths)        right-padded prompts -> cache [0, T), logits at each last token
   decode_step(tokens, pos)     one token per sequence at its own position, through the cache
 Attention itself is `attention.prefill` / `attention.decode`: the backend is chosen there.
-On CPU, float32-activation Llama models decode through `fused_decode` (one native call per
-step) where it applies; the torch path below stays the reference (`fused_decode = False`).
+On CPU, float32-activation Llama models prefill and decode through `fused_decode` (one
+native call per step or prefill chunk) where it applies; the torch path below stays the
+reference (`fused_decode = False`).
 """
 
 from __future__ import annotations
