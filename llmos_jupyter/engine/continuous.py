@@ -2,14 +2,16 @@
 it as soon as they finish, as vLLM and TGI schedule requests.
 
 `InflightBatch` owns one model's KV cache. `add` queues a prompt; each `step` first
-prefills the newcomers that fit (each into the next free cache row, beside the rows
-already decoding), then runs ONE decode step for every running sequence and samples
+prefills the newcomers that fit (into the next free cache rows, beside the rows already
+decoding; in one prefill call where the model's prefill is row-exact), then runs ONE
+decode step for every running sequence and samples
 each with its own settings. A sequence that finishes (stop token, stop string,
 max_tokens, cancel) leaves the batch at the next step: the last running rows move into
 the holes (`model.move_rows`), so a step computes running sequences only.
 
 A sequence's tokens are exactly those it gets alone from `engine.generate`: its prefill
-runs alone, the batched decode kernels give each row bit for bit its single-row result,
+runs alone or through a row-exact prefill (each row's arithmetic independent of the
+others'), the batched decode kernels give each row bit for bit its single-row result,
 and it samples from its own logits with its own generator (seeded `seed`, as row 0 of a
 solo call) and its own repetition-penalty history.
 
@@ -186,30 +188,69 @@ class InflightBatch:
     def _admit(self, out: list[tuple[Sequence, str]]) -> None:
         """Prefill waiting sequences (in arrival order) while rows, cache budget and this
         step's prefill budget allow; each samples its first token from its own prefill
-        logits."""
+        logits. Where the model's prefill is row-exact (`prefill_rows_exact`) the newcomers
+        go through together: the prompt prefix they all share (a chat template's system
+        prompt) once, copied into their rows, then their tails in one prefill call; the
+        budget counts the tokens computed. Otherwise they go one by one."""
         budget = self.prefill_tokens
-        while self.waiting and len(self.running) < self.max_rows:
+        admitted: list[Sequence] = []
+        exact = None
+        while self.waiting and len(self.running) + len(admitted) < self.max_rows:
             seq = self.waiting[0]
-            if budget < len(seq.prompt) and budget < self.prefill_tokens:
+            cost = len(seq.prompt)
+            if admitted and exact:
+                cost -= _common_prefix(seq.prompt, admitted[0].prompt)
+            if budget < cost and budget < self.prefill_tokens:
                 break  # the rest wait for the next step (one prompt always goes in)
-            if not self._make_room(len(self.running) + 1, seq.need):
+            if not self._make_room(len(self.running) + len(admitted) + 1, seq.need, admitted):
                 break
-            budget -= len(seq.prompt)
-            self.waiting.popleft()
-            row = len(self.running)
-            ids = torch.tensor([seq.prompt], dtype=torch.long, device=self.model.device)
-            lengths = torch.tensor([len(seq.prompt)], dtype=torch.long, device=ids.device)
-            logits = self.model.prefill(ids, lengths, row=row)
-            self.running.append(seq)
-            self._take(seq, self._sample(seq, logits), out)
+            if exact is None:  # the caches exist now: ask the model
+                exact = self._rows_exact()
+            budget -= cost
+            admitted.append(self.waiting.popleft())
+        if not admitted:
+            return
+        for group in ([admitted] if exact else [[seq] for seq in admitted]):
+            logits = self._prefill(group, len(self.running))
+            self.running += group
+            for i, seq in enumerate(group):
+                self._take(seq, self._sample(seq, logits[i:i + 1]), out)
 
-    def _make_room(self, rows: int, length: int) -> bool:
+    def _rows_exact(self) -> bool:
+        exact = getattr(self.model, "prefill_rows_exact", None)
+        return exact is not None and exact(self._rows)
+
+    def _prefill(self, group: list[Sequence], row: int) -> torch.Tensor:
+        """Prefill `group`'s prompts into cache rows [row, row + len(group)); return their
+        last tokens' logits [len(group), V]. Several prompts (a row-exact prefill) share
+        their common prefix: it is prefilled once into the first row and copied into the
+        others, and only the tails are prefilled per row."""
+        prompts = [seq.prompt for seq in group]
+        shared = 0
+        if len(group) > 1:  # every row keeps at least its last token to prefill
+            shared = min(_common_prefix(prompts[0], p) for p in prompts[1:])
+            shared = min(shared, min(len(p) for p in prompts) - 1)
+        device = self.model.device
+        if shared:
+            self.model.prefill(torch.tensor([prompts[0][:shared]], device=device),
+                               torch.tensor([shared], device=device), row=row)
+            self.model.move_rows([row] * (len(group) - 1), list(range(row + 1, row + len(group))),
+                                 shared)
+        tails = [p[shared:] for p in prompts]
+        ids = torch.zeros(len(tails), max(map(len, tails)), dtype=torch.long)
+        for i, tail in enumerate(tails):
+            ids[i, :len(tail)] = torch.tensor(tail, dtype=torch.long)
+        lengths = torch.tensor([len(t) for t in tails], dtype=torch.long)
+        return self.model.prefill(ids.to(device), lengths.to(device), start=shared, row=row)
+
+    def _make_room(self, rows: int, length: int, pending: list[Sequence]) -> bool:
         """Make the cache hold `rows` rows of `length` positions, keeping what running rows
-        hold; False when that would pass the budget (the sequence waits)."""
-        if not self.running:  # another caller may have reshaped the caches meanwhile
+        hold and room for `pending` (admitted this step, not yet prefilled); False when
+        that would pass the budget (the sequence waits)."""
+        if not self.running and not pending:  # another caller may have reshaped the caches
             self._rows = self._len = 0
         rows_needed = max(rows, self._rows)
-        len_needed = max(length, self._len, *(s.need for s in self.running))
+        len_needed = max(length, self._len, *(s.need for s in self.running + pending))
         if rows_needed <= self._rows and len_needed <= self._len:
             return True
         # Grow by doubling (few reallocations), but never past the budget or context.
@@ -238,8 +279,18 @@ class InflightBatch:
         positions = torch.tensor([len(s.prompt) + len(s.row.token_ids) - 1 for s in decoding],
                                  dtype=torch.long, device=device)
         logits = self.model.decode_step(tokens, positions)  # (B, V)
+        # Plain greedy rows (no penalties, constraint or logprobs) take one argmax over the
+        # batch: what `sample` picks for each of them alone.
+        plain = [self._plain_greedy(seq) for seq in decoding]
+        picked = logits.argmax(dim=-1).tolist() if any(plain) else []
         for i, seq in enumerate(decoding):
-            self._take(seq, self._sample(seq, logits[i:i + 1]), out)
+            token = picked[i] if plain[i] else self._sample(seq, logits[i:i + 1])
+            self._take(seq, token, out)
+
+    @staticmethod
+    def _plain_greedy(seq: Sequence) -> bool:
+        return (seq.params.temperature == 0 and seq.seen is None and seq.counts is None
+                and seq.constraint is None and seq.top_logprobs is None)
 
     def _sample(self, seq: Sequence, logits: torch.Tensor) -> int:
         token = self._draw(seq, logits)
@@ -316,3 +367,13 @@ class InflightBatch:
         for hole, mover in zip(holes, movers, strict=True):
             order[hole] = mover
         self.running = [self.running[i] for i in order]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens a and b share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

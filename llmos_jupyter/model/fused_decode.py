@@ -13,6 +13,11 @@ on CPU and whose projections are dense float32 (`nn.Linear`, `CastLinear`) or GG
 default ("sdpa"). Everything else — other backends, other dtypes — takes the torch path
 in transformer.py, which stays the reference the tests compare against.
 
+Prefill runs through the same call (`llmos_forward_tokens`): a prompt's tokens go in
+together, each written to its cache row before any attends, so they attend causally. Every
+token's arithmetic is independent of the others in the call, so prompts prefilled together
+(InflightBatch admitting several) get bit for bit what each gets alone.
+
 The plan holds references to every tensor it points at, so a pointer can never outlive
 its memory; Transformer drops the plan whenever tensors may move (setup_caches, `.to()`).
 """
@@ -30,6 +35,9 @@ from llmos_jupyter.model.norms import RMSNorm
 from llmos_jupyter.model.quant import CastLinear
 
 _P = ctypes.c_void_p
+# Tokens per native call in a prefill: enough rows that the batch kernels are compute-bound,
+# few enough that the activations they share stay in L2 (the kernels re-read them per tile).
+PREFILL_CHUNK = 64
 
 
 class _Layer(ctypes.Structure):
@@ -119,23 +127,76 @@ class FusedDecoder:
 
         Raises IndexError for a token outside the vocabulary or a position outside the cache.
         """
-        B = tokens.shape[0]
+        return self.forward_tokens(tokens, positions)
+
+    def forward_tokens(self, tokens: torch.Tensor, positions: torch.Tensor,
+                       rows: torch.Tensor | None = None,
+                       out_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Run tokens [n] at positions [n] of cache rows `rows` [n] (None: token i in row i)
+        through the model, writing their k/v to the cache; each attends to its row's cache
+        up to its own position, so a prompt's tokens passed together (positions ascending)
+        attend causally. Returns float32 logits [len(out_index), V] of the tokens at the
+        ascending indices `out_index` (None: every token).
+
+        Raises IndexError for a token outside the vocabulary, a position or row outside the
+        cache, or a bad out_index.
+        """
+        n = tokens.shape[0]
         tokens = tokens.to(torch.int64).contiguous()
         positions = positions.to(torch.int64).contiguous()
-        scratch = self._scratch.get(B)
+        rows_ptr = out_ptr = None
+        if rows is not None:
+            rows = rows.to(torch.int64).contiguous()
+            rows_ptr = rows.data_ptr()
+        n_out = n
+        if out_index is not None:
+            out_index = out_index.to(torch.int64).contiguous()
+            out_ptr, n_out = out_index.data_ptr(), out_index.shape[0]
+        scratch = self._scratch.get(n)
         if scratch is None:
-            n = native.lib().llmos_decode_scratch(ctypes.byref(self.model), B)
-            scratch = self._scratch[B] = torch.empty(n, dtype=torch.float32)
-        logits = torch.empty(B, self.vocab_size, dtype=torch.float32)
-        err = native.lib().llmos_decode_step(
-            ctypes.byref(self.model), B, tokens.data_ptr(), positions.data_ptr(),
-            logits.data_ptr(), scratch.data_ptr(), native.threads())
+            size = native.lib().llmos_decode_scratch(ctypes.byref(self.model), n)
+            scratch = self._scratch[n] = torch.empty(size, dtype=torch.float32)
+        logits = torch.empty(n_out, self.vocab_size, dtype=torch.float32)
+        err = native.lib().llmos_forward_tokens(
+            ctypes.byref(self.model), n, tokens.data_ptr(), positions.data_ptr(), rows_ptr,
+            n_out, out_ptr, self.batch_size, logits.data_ptr(), scratch.data_ptr(),
+            native.threads())
         if err:
             raise IndexError(f"decode_step: a token is outside the vocabulary "
-                             f"({self.vocab_size}) or a position outside the KV cache "
-                             f"({self.model.cache_len}); tokens {tokens.tolist()}, "
+                             f"({self.vocab_size}), a position outside the KV cache "
+                             f"({self.model.cache_len}) or a row outside its "
+                             f"{self.batch_size} rows; tokens {tokens.tolist()}, "
                              f"positions {positions.tolist()}")
         return logits
+
+    def prefill(self, ids: torch.Tensor, lengths: torch.Tensor, start: int,
+                row: int) -> torch.Tensor:
+        """Transformer.prefill through the fused step: the valid tokens of right-padded
+        ids [B, T] (row b: [0, lengths[b])) go through in chunks of PREFILL_CHUNK tokens,
+        row by row in order, each token into cache row `row + b` at position `start + t`;
+        returns float32 logits [B, V] at each row's last token. Padded positions are not
+        written. A token's arithmetic does not depend on the others in its chunk, so a
+        prompt prefilled beside others gets bit for bit its cache and logits alone.
+
+        Raises ValueError for a length outside [1, T].
+        """
+        B, T = ids.shape
+        lens = [int(n) for n in lengths.tolist()]
+        if any(not 1 <= n <= T for n in lens):
+            raise ValueError(f"prefill lengths {lens} must each be between 1 and the "
+                             f"padded width {T}")
+        ids = ids.to(torch.int64).cpu()
+        tokens = torch.cat([ids[b, :n] for b, n in enumerate(lens)])
+        positions = torch.cat([torch.arange(start, start + n) for n in lens])
+        rows = torch.cat([torch.full((n,), row + b, dtype=torch.int64)
+                          for b, n in enumerate(lens)])
+        last = torch.tensor(lens).cumsum(0) - 1  # each row's last token, ascending
+        out = []
+        for c0 in range(0, tokens.shape[0], PREFILL_CHUNK):
+            c1 = min(c0 + PREFILL_CHUNK, tokens.shape[0])
+            sel = last[(last >= c0) & (last < c1)] - c0
+            out.append(self.forward_tokens(tokens[c0:c1], positions[c0:c1], rows[c0:c1], sel))
+        return torch.cat(out)
 
 
 def _no_plan() -> None:

@@ -42,7 +42,7 @@ SOURCES = ("llmos_native.cpp", "gemv.h", "attention.h", "vmath.h", "pool.h")
 # -std=c++20: pool.h's sleeping waits off Linux (std::atomic::wait); Linux uses futexes.
 FLAGS = ("-O3", "-march=native", "-std=c++20", "-pthread", "-ffp-contract=off", "-shared",
          "-fPIC")
-ABI_VERSION = 1
+ABI_VERSION = 2
 KINDS = {"F32": 0, "Q4_0": 1, "Q4_1": 2, "Q8_0": 3}
 
 
@@ -148,6 +148,8 @@ def lib() -> ctypes.CDLL:
     so.llmos_decode_scratch.restype = ctypes.c_int64
     so.llmos_decode_step.argtypes = [P, Int, P, P, P, P, Int]
     so.llmos_decode_step.restype = ctypes.c_int
+    so.llmos_forward_tokens.argtypes = [P, Int, P, P, P, Int, P, Int, P, P, Int]
+    so.llmos_forward_tokens.restype = ctypes.c_int
     for f in (so.llmos_gemv, so.llmos_dequantize, so.llmos_rms_norm):
         f.restype = None
     return so

@@ -9,8 +9,9 @@ Three entry points:
   prefill(ids, lengths)        right-padded prompts -> cache [0, T), logits at each last token
   decode_step(tokens, pos)     one token per sequence at its own position, through the cache
 Attention itself is `backend.prefill` / `backend.decode`: the backend is chosen there.
-On CPU, float32-activation Llama models decode through `fused_decode` (one native call per
-step) where it applies; the torch path below stays the reference (`fused_decode = False`).
+On CPU, float32-activation Llama models prefill and decode through `fused_decode` (one
+native call per step or prefill chunk) where it applies; the torch path below stays the
+reference (`fused_decode = False`).
 """
 
 from __future__ import annotations
@@ -271,6 +272,9 @@ class Transformer(nn.Module):
         already decoding in rows [0, row)."""
         B, T = ids.shape
         self._check_cache(row + B, start + T)
+        fused = self._fused_prefill(row + B)
+        if fused is not None:
+            return fused.prefill(ids, lengths, start, row)
         pos = torch.arange(start, start + T, device=ids.device)
         x = self._embed(ids, pos)  # (B, T, dim)
         cos = self.rope_cos[start:start + T, None, :]  # (T, 1, D)
@@ -280,6 +284,21 @@ class Transformer(nn.Module):
         rows = torch.arange(B, device=ids.device)
         last = x[rows, lengths.to(ids.device) - 1]  # (B, dim): the head runs on B rows only
         return self._head(last)
+
+    def prefill_rows_exact(self, batch_size: int) -> bool:
+        """Whether a prefill into cache rows [0, batch_size) gives every row bit for bit the
+        cache and logits it gets prefilled alone (the fused path: its kernels compute each
+        token independently of the others). The torch path's padded batches and batch-size
+        dependent matmuls do not promise that."""
+        return self._fused_prefill(batch_size) is not None
+
+    def _fused_prefill(self, batch_size: int) -> FusedDecoder | None:
+        """The fused step for a prefill, unless hooks watch the layers (a caller polling
+        between layers, as `engine.generate` does to cancel a long prefill): the fused
+        step runs no layer module, so those take the torch path."""
+        if any(layer._forward_pre_hooks or layer._forward_hooks for layer in self.layers):
+            return None
+        return self._fused_decoder(batch_size)
 
     def share_prefix(self, batch_size: int, length: int) -> None:
         """Give rows [1, batch_size) the cached positions [0, length) of row 0: a prompt

@@ -190,3 +190,33 @@ def test_top_logprobs_out_of_range_is_refused(tiny_model, tiny_tok):
 
     with pytest.raises(ConfigError, match="between 0 and 20"):
         InflightBatch(tiny_model, tiny_tok).add(prompts(1)[0], GREEDY, top_logprobs=21)
+
+
+def test_newcomers_sharing_a_prefix_prefill_it_once_and_match_solo(tiny_model, tiny_tok):
+    prefix = [40 + j for j in range(12)]  # a system prompt every request carries
+    tails = [[300, 301, 302], [310], [320, 321, 322, 323], []]  # the last: the prefix alone
+    ps = [prefix + t for t in tails]
+    params = [GREEDY, GREEDY.replace(repetition_penalty=1.3),
+              GenerationParams(temperature=0.8, seed=7, max_tokens=12, ignore_eos=True), GREEDY]
+    # 55 prompt tokens; shared, the four cost 12 + 3 + 1 + 4 + 1 (the last keeps one token).
+    batch = InflightBatch(tiny_model, tiny_tok, prefill_tokens=24)
+    seqs = [batch.add(p, prm) for p, prm in zip(ps, params, strict=True)]
+    batch.step()
+    assert len(batch.running) == 4 and not batch.waiting
+    drain(batch)
+    for seq, p, prm in zip(seqs, ps, params, strict=True):
+        assert seq.result.token_ids == solo(tiny_model, tiny_tok, p, prm).token_ids
+
+
+def test_torch_path_prefills_newcomers_one_by_one_and_matches_solo(tiny_model, tiny_tok):
+    ps = [[40 + j for j in range(10)] + [300 + i] for i in range(3)]
+    tiny_model.fused_decode = False  # no row-exact prefill: one prompt per prefill call
+    try:
+        assert not tiny_model.prefill_rows_exact(4)
+        batch = InflightBatch(tiny_model, tiny_tok)
+        seqs = [batch.add(p, GREEDY) for p in ps]
+        drain(batch)
+        for seq, p in zip(seqs, ps, strict=True):
+            assert seq.result.token_ids == solo(tiny_model, tiny_tok, p, GREEDY).token_ids
+    finally:
+        tiny_model.fused_decode = True

@@ -4,6 +4,8 @@
 //   llmos_gemv         y = x W^T (+ b) for dense float32 or GGML-block W (gemv.h)
 //   llmos_dequantize   the float32 weight of GGML blocks (for prefill's BLAS matmul)
 //   llmos_rms_norm     RMSNorm rows
+//   llmos_forward_tokens  tokens of any cache rows and positions through a whole
+//                      Llama-family model (prefill chunks and decode steps alike);
 //   llmos_decode_step  one whole decode step of a Llama-family model for B sequences:
 //                      embedding -> 30 x (rmsnorm, qkv, rope, cache write, GQA attention,
 //                      o-proj + residual, rmsnorm, gate/up, silu*up, down + residual) ->
@@ -43,7 +45,7 @@ struct Model {
   const Layer* layers;
 };
 
-int llmos_abi_version() { return 1; }
+int llmos_abi_version() { return 2; }
 
 }  // extern "C"
 
@@ -97,24 +99,38 @@ void llmos_rms_norm(const float* x, const float* w, int M, int K, float eps, flo
   for (int m = 0; m < M; ++m) rms_norm_row(x + size_t(m) * K, w, K, eps, y + size_t(m) * K);
 }
 
-// Floats of scratch llmos_decode_step needs for B rows.
+// Floats of scratch llmos_forward_tokens / llmos_decode_step need for B tokens.
 int64_t llmos_decode_scratch(const Model* md, int B) {
   const int64_t qkv = int64_t(md->n_heads + 2 * md->n_kv_heads) * md->head_dim;
   return int64_t(B) * (2 * md->dim + qkv + md->n_heads * md->head_dim + 3 * md->ffn_dim +
                        int64_t(md->n_heads) * md->cache_len);
 }
 
-// One decode step: tokens[b] at positions[b] for b < B; k/v written at positions[b],
-// attention over cache [0, positions[b]]; logits [B, vocab] out. Returns 0, or -1 (and
-// computes nothing) when a token or position is out of range.
-int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64_t* positions,
-                      float* logits, float* scratch, int n_threads) {
+// B tokens through the model: tokens[b] at positions[b] of cache row rows[b] (rows null:
+// row b); each token's k/v is written there and it attends to its row's cache
+// [0, positions[b]]. Every layer writes all B tokens' k/v before any of them attends, so
+// several tokens of one row (a prompt, positions ascending) attend causally among
+// themselves: a prefill is this call over the prompt's tokens. Logits [n_out, vocab] come
+// out for the tokens out_index[i], ascending (out_index null: every token, n_out = B). Each token's
+// arithmetic is the same whatever else is in the call (the kernels are row-independent),
+// so a sequence gets bit for bit the same cache and logits alone or beside others.
+// Returns 0, or -1 (and computes nothing) when a token, position, row or index is out
+// of range.
+int llmos_forward_tokens(const Model* md, int B, const int64_t* tokens,
+                         const int64_t* positions, const int64_t* rows, int n_out,
+                         const int64_t* out_index, int n_rows, float* logits, float* scratch,
+                         int n_threads) {
   for (int b = 0; b < B; ++b)
     if (tokens[b] < 0 || tokens[b] >= md->vocab || positions[b] < 0 ||
-        positions[b] >= md->cache_len)
+        positions[b] >= md->cache_len || (rows && (rows[b] < 0 || rows[b] >= n_rows)))
+      return -1;
+  if (n_out < 0 || n_out > B) return -1;
+  for (int i = 0; out_index && i < n_out; ++i)
+    if (out_index[i] < 0 || out_index[i] >= B || (i && out_index[i] <= out_index[i - 1]))
       return -1;
   const int dim = md->dim, Hq = md->n_heads, Hkv = md->n_kv_heads, D = md->head_dim;
   const int F = md->ffn_dim, QKV = (Hq + 2 * Hkv) * D, S = md->cache_len;
+  const auto row_of = [&](int b) { return rows ? size_t(rows[b]) : size_t(b); };
   float* x = scratch;              // [B, dim] residual stream
   float* h = x + B * dim;          // [B, dim] normed
   float* qkv = h + B * dim;        // [B, QKV]
@@ -133,14 +149,14 @@ int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64
   pool::Team team(n_threads);
   for (int b = 0; b < B; ++b)
     std::memcpy(x + b * dim, md->embed + size_t(tokens[b]) * dim, sizeof(float) * dim);
-  const auto norm_rows = [&](const float* w) {
-    team.for_each(B, ROW_GRAIN, [&](int b0, int b1) {
+  const auto norm_rows = [&](const float* w, int n) {
+    team.for_each(n, ROW_GRAIN, [&](int b0, int b1) {
       for (int b = b0; b < b1; ++b) rms_norm_row(x + b * dim, w, dim, md->eps, h + b * dim);
     });
   };
   for (int l = 0; l < md->n_layers; ++l) {
     const Layer& L = md->layers[l];
-    norm_rows(L.attn_norm);
+    norm_rows(L.attn_norm, B);
     gemv_parallel(team, L.wqkv, h, B, qkv, QKV, false);
     // RoPE on q and k heads; k and v heads go to the cache at their row's position.
     team.for_each(B * (Hq + 2 * Hkv), ROPE_GRAIN, [&](int t0, int t1) {
@@ -152,7 +168,7 @@ int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64
         if (head >= Hq) {
           const int kv = head < Hq + Hkv ? head - Hq : head - Hq - Hkv;
           float* cache = head < Hq + Hkv ? L.k_cache : L.v_cache;
-          std::memcpy(cache + ((size_t(b) * Hkv + kv) * S + pos) * D, v, sizeof(float) * D);
+          std::memcpy(cache + ((row_of(b) * Hkv + kv) * S + pos) * D, v, sizeof(float) * D);
         }
       }
     });
@@ -160,13 +176,13 @@ int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64
     team.for_each(B * Hq, attn_grain, [&](int t0, int t1) {
       for (int t = t0; t < t1; ++t) {
         const int b = t / Hq, hq = t % Hq, kv = hq / (Hq / Hkv);
-        const size_t base = (size_t(b) * Hkv + kv) * S * D;
+        const size_t base = (row_of(b) * Hkv + kv) * S * D;
         attend_head(qkv + b * QKV + hq * D, L.k_cache + base, L.v_cache + base,
                     int(positions[b] + 1), D, scores + size_t(t) * S, att + b * Hq * D + hq * D);
       }
     });
     gemv_parallel(team, L.wo, att, B, x, dim, true);
-    norm_rows(L.ffn_norm);
+    norm_rows(L.ffn_norm, B);
     gemv_parallel(team, L.w_in, h, B, ff, 2 * F, false);
     // silu(gate) * up in chunks of 256 (vectorized exp: a scalar expf per element was
     // ~15 ms of a 16-row step).
@@ -180,9 +196,21 @@ int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64
     });
     gemv_parallel(team, L.w_out, act, B, x, dim, true);
   }
-  norm_rows(md->final_norm);
-  gemv_parallel(team, md->head, h, B, logits, md->vocab, false);
+  if (out_index) {  // the selected tokens' residuals to the front (ascending: no overlap)
+    for (int i = 0; i < n_out; ++i)
+      if (out_index[i] != i)
+        std::memmove(x + size_t(i) * dim, x + size_t(out_index[i]) * dim, sizeof(float) * dim);
+  }
+  norm_rows(md->final_norm, n_out);
+  if (n_out > 0) gemv_parallel(team, md->head, h, n_out, logits, md->vocab, false);
   return 0;
+}
+
+// One decode step: tokens[b] at positions[b] of cache row b for b < B; logits [B, vocab].
+int llmos_decode_step(const Model* md, int B, const int64_t* tokens, const int64_t* positions,
+                      float* logits, float* scratch, int n_threads) {
+  return llmos_forward_tokens(md, B, tokens, positions, nullptr, B, nullptr, B, logits,
+                              scratch, n_threads);
 }
 
 }  // extern "C"
