@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import tornado.httpserver
 import tornado.netutil
@@ -40,12 +41,37 @@ class ServeError(LLMOSError):
 
 
 class StandaloneHandler(tornado.web.RequestHandler):
-    """Host base of `llmos serve`: bearer-key auth before any handler code runs."""
+    """Host base of `llmos serve`: bearer-key auth before any handler code runs.
+
+    Browsers: with a key, any origin may call (the key guards, and it is never a cookie a
+    page could borrow), so answers carry CORS headers and preflights are answered. Without
+    a key, a web page the user visits must not reach the models: a request naming another
+    origin (`Origin`), or a host name that is not loopback (DNS rebinding), is refused.
+    """
+
+    def set_default_headers(self) -> None:
+        """CORS headers, when a key guards the server."""
+        if self.settings.get("llmos_api_key"):
+            self.set_header("Access-Control-Allow-Origin", "*")
+            self.set_header("Access-Control-Expose-Headers", "Retry-After, Content-Disposition")
+
+    def options(self, *_args: str) -> None:
+        """A browser's preflight: the methods and headers a cross-origin call may use."""
+        if not self.settings.get("llmos_api_key"):
+            raise APIError(403, "cross-origin calls need a server started with --api-key")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
 
     def prepare(self) -> None:
         self.application.settings["llmos_active"].add(self)
         key = self.settings.get("llmos_api_key")
-        if not key or getattr(self, "public", False):
+        if not key:
+            self._refuse_foreign_pages()
+            return
+        if getattr(self, "public", False) or self.request.method == "OPTIONS":
             return
         given = self.request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
@@ -53,6 +79,16 @@ class StandaloneHandler(tornado.web.RequestHandler):
             raise APIError(401, "missing or wrong API key; send the header "
                            "'Authorization: Bearer KEY' (the key given to llmos serve)",
                            code="invalid_api_key")
+
+    def _refuse_foreign_pages(self) -> None:
+        host = self.request.host_name
+        if not _is_loopback_name(host):
+            raise APIError(403, f"host {host!r} is not this machine's loopback name; a "
+                           "server without --api-key answers only 127.0.0.1 / localhost")
+        origin = self.request.headers.get("Origin")
+        if origin and not _is_loopback_name(urlsplit(origin).hostname or ""):
+            raise APIError(403, f"a page from {origin} may not call a server without an API "
+                           "key; start llmos serve with --api-key KEY to allow browser apps")
 
     def on_finish(self) -> None:
         self.application.settings["llmos_active"].discard(self)
@@ -87,6 +123,17 @@ def is_loopback(host: str) -> bool:
     except socket.gaierror:
         return False
     return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def _is_loopback_name(host: str) -> bool:
+    """localhost or a loopback IP literal (no DNS lookup: a name may be rebound)."""
+    host = host.strip("[]").lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_exposure(host: str, api_key: str | None) -> None:

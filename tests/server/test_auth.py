@@ -78,3 +78,33 @@ def test_loopback_without_a_key_is_open(default_store):
         assert call(f"{s.url}/v1/models", "GET")[0] == 200
     finally:
         assert "stopped" in stop_serve(s)
+
+
+def test_browsers_cross_origin_only_with_a_key(served, default_store):
+    """With a key any origin may call (CORS, preflight answered without the key); without
+    one, a page from another origin or a rebound host name is refused."""
+    req = urllib.request.Request(f"{served.url}/api/models", method="OPTIONS", headers={
+        "Origin": "http://app.example", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 204
+        assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+    status, _ = call(f"{served.url}/api/models", "GET",
+                     {"Authorization": f"Bearer {served.key}", "Origin": "http://app.example"})
+    assert status == 200
+
+    open_server = start_serve(default_store, key=None)
+    try:
+        assert call(f"{open_server.url}/api/models", "GET")[0] == 200
+        assert call(f"{open_server.url}/api/models", "GET",
+                    {"Origin": "http://localhost:8888"})[0] == 200
+        status, body = call(f"{open_server.url}/api/models/x", "DELETE",
+                            {"Origin": "http://evil.example"})
+        assert status == 403 and "--api-key" in body["error"]["message"]
+        status, body = call(f"{open_server.url}/api/models", "GET",
+                            {"Host": "evil.example"})
+        assert status == 403 and "loopback" in body["error"]["message"]
+        assert call(f"{open_server.url}/api/models", "OPTIONS")[0] == 403
+    finally:
+        stop_serve(open_server)
