@@ -13,7 +13,7 @@ from llmos_jupyter.commands.table import Context
 # TrainConfig options the CLI exposes, by argparse dest (same names as api.train's).
 TRAIN_OPTIONS = ("warmup_steps", "min_lr_ratio", "weight_decay", "max_grad_norm",
                  "grad_accum", "seed", "lora_rank", "lora_alpha", "lora_targets",
-                 "checkpoint_every", "eval_every")
+                 "checkpoint_every", "eval_every", "gradient_checkpointing")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +42,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora-targets", help="q_proj,v_proj (default) ... or all-linear")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument("--eval-every", type=int, help="steps between validation losses")
+    p.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                   help="recompute activations in the backward: less memory, slower steps")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
 
 
