@@ -13,7 +13,8 @@ float32 on CPU, sdpa attention, logits of every position, then F.cross_entropy.
            RSS over that and two more steps (VmHWM, reset once the model is loaded)
   speed    both sides in one process, one step of each in turn for --pairs steps (who
            goes first alternates), so load from other processes falls on both alike ->
-           tokens/s of each (median step) and the median of the paired steps' ratios
+           tokens/s of each (median step) and the median of the paired steps' ratios,
+           in wall-clock and in process CPU time
 
 Both data kinds run by default, each printed side by side with the ratios we are held to
 (tokens/s >= 1.3x theirs, peak memory <= theirs, step-1 losses within 1%). With every
@@ -188,12 +189,14 @@ def run_speed(gguf: Path, targets: list[str], pairs: int, B: int, T: int, data: 
     steps = {s: _trainer(s, gguf, targets, B, T, data)[0] for s in ("ours", "theirs")}
     for s in steps.values():  # warm-up: first-call allocations, lazy inits
         s()
-    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    times: dict[str, list[float]] = {"ours": [], "theirs": [], "ours_cpu": [],
+                                     "theirs_cpu": []}
     for i in range(pairs):
         for side in (("ours", "theirs") if i % 2 == 0 else ("theirs", "ours")):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             steps[side]()
             times[side].append(time.perf_counter() - t0)
+            times[f"{side}_cpu"].append(time.process_time() - c0)
     return times
 
 
@@ -256,7 +259,8 @@ def measure(args: argparse.Namespace, targets: list[str], data: str) -> list[str
         print(f"{data}: pair {i + 1:2d}: ours {tokens / o:7.1f} tok/s  theirs {tokens / h:7.1f} "
               f"tok/s  ratio {h / o:.2f}x", flush=True)
     o, h = mem["ours"], mem["theirs"]
-    tps = {s: tokens / statistics.median(ts) for s, ts in times.items()}
+    tps = {s: tokens / statistics.median(times[s]) for s in ("ours", "theirs")}
+    cpu = [h / o for o, h in zip(times["ours_cpu"], times["theirs_cpu"], strict=True)]
     rel = abs(o["loss_step1"] - h["loss_step1"]) / abs(h["loss_step1"])
     return [
         f"== {data} data: {o['counted']} of {tokens} positions labelled; LoRA r={RANK} "
@@ -265,6 +269,9 @@ def measure(args: argparse.Namespace, targets: list[str], data: str) -> list[str
         f"tokens/s      ours {tps['ours']:8.1f}  theirs {tps['theirs']:8.1f}  (median steps)  "
         f"ratio {statistics.median(ratios):.2f}x, median of {len(ratios)} paired steps "
         f"(range {min(ratios):.2f}..{max(ratios):.2f}; need >= 1.3x)",
+        f"CPU time      ratio {statistics.median(cpu):.2f}x, median of the paired steps' "
+        "process CPU seconds (less sensitive to other processes' load; with --threads > 1 it "
+        "counts OpenMP's spin-waiting too)",
         f"peak tensors  ours {o['peak_tensor_bytes'] / 2**20:8.1f}  theirs "
         f"{h['peak_tensor_bytes'] / 2**20:8.1f} MiB  ratio "
         f"{o['peak_tensor_bytes'] / h['peak_tensor_bytes']:.2f} (need <= 1)",
