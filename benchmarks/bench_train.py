@@ -2,20 +2,28 @@
 
 SmolLM2-135M-Instruct (the default model's Q4_1 GGUF, dequantized to float32 by both),
 LoRA rank 8 / alpha 16 on --targets (peft's names), AdamW, batch 4 x 128 tokens of the
-same fixed random token ids, the same starting adapters (peft's A's copied into ours; the
-B's are zero on both). Each side runs in its own process, alternately (ours, theirs,
-ours, theirs), so timings drift alike and memory is not shared:
+same fixed random token ids and the same labels (--data: every position labelled, or
+instruction rows whose prompt positions are -100), the same starting adapters (peft's A's
+copied into ours; the B's are zero on both). transformers runs as its users run it:
+float32 on CPU, sdpa attention, logits of every position, then F.cross_entropy.
 
-  step 1   under a storage counter (tests/engine/peak_memory.py: every aten allocation,
-           forward + backward + optimizer state) -> peak tensor bytes, and its loss
-  steps    --steps more, timed -> tokens/s (the better of the two rounds counts)
-  RSS      the process's peak resident memory over the training steps (VmHWM after
-           resetting it with /proc/self/clear_refs once the model is loaded)
+  memory   each side in its own process (nothing shared): step 1 under a storage counter
+           (tests/engine/peak_memory.py: every aten allocation, forward + backward +
+           optimizer state) -> peak tensor bytes and the step-1 loss; the process's peak
+           RSS over that and two more steps (VmHWM, reset once the model is loaded)
+  speed    both sides in one process, one step of each in turn for --pairs steps (who
+           goes first alternates), so load from other processes falls on both alike ->
+           tokens/s of each (median step) and the median of the paired steps' ratios,
+           in wall-clock and in process CPU time
 
-Prints tokens/s, peak memory and step-1 loss side by side with the ratios we are held
-to (tokens/s >= 1.3x theirs, peak memory <= theirs, step-1 losses within 1%).
+Both data kinds run by default, each printed side by side with the ratios we are held to
+(tokens/s >= 1.3x theirs, peak memory <= theirs, step-1 losses within 1%). With every
+position labelled both sides run the same matmuls (~80% of a step on CPU), so the gap is
+the rest; with prompt positions masked ours runs the LM head on the labelled rows only
+(engine/loss.py: labelled_rows) while transformers computes every position's logits.
 
     PYTHONPATH=.:kernels .venv/bin/python benchmarks/bench_train.py --threads 2
+    PYTHONPATH=.:kernels .venv/bin/python benchmarks/bench_train.py --data text --pairs 12
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -37,11 +46,21 @@ DEFAULT_GGUF = (Path(os.environ.get("LLMOS_TEST_CACHE", REPO / ".cache"))
 RANK, ALPHA = 8, 16.0
 
 
-def batch(vocab: int, B: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed random ids [B, T] and next-token targets (the last position masked)."""
+DATA = ("text", "instruction")
+DATA_HELP = ("text: every position labelled (pretraining-style chunks); instruction: each "
+             "row a prompt of T/4..3T/4 tokens whose labels are -100 (as transformers users "
+             "mask prompts), then its response, labelled")
+MEMORY_STEPS = 2  # steps after step 1 in the memory processes (peak RSS covers them)
+
+
+def batch(vocab: int, B: int, T: int, data: str = "text") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed random ids [B, T] and next-token targets, -100 where no loss is taken."""
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, vocab - 1, (B, T + 1), generator=g)
     targets = ids[:, 1:].clone()
+    if data == "instruction":
+        prompt = torch.randint(T // 4, 3 * T // 4, (B,), generator=g)
+        targets[torch.arange(T)[None, :] < prompt[:, None] - 1] = -100
     return ids[:, :-1].contiguous(), targets
 
 
@@ -132,14 +151,11 @@ def build_theirs(gguf: Path, targets: list[str]):
     return model, params, loss_fn, cfg.vocab_size
 
 
-def run_side(side: str, gguf: Path, targets: list[str], steps: int, B: int, T: int) -> dict:
-    """One side's measurements (runs in its own process)."""
-    sys.path.insert(0, str(REPO))
-    from tests.engine.peak_memory import PeakMemory
-
+def _trainer(side: str, gguf: Path, targets: list[str], B: int, T: int, data: str):
+    """(step function returning the loss, trainable count) for one side."""
     build = build_ours if side == "ours" else build_theirs
     model, params, loss_fn, vocab = build(gguf, targets)
-    ids, t = batch(vocab, B, T)
+    ids, t = batch(vocab, B, T, data)
     opt = torch.optim.AdamW(params, lr=1e-3)
 
     def step() -> float:
@@ -149,69 +165,124 @@ def run_side(side: str, gguf: Path, targets: list[str], steps: int, B: int, T: i
         opt.zero_grad(set_to_none=True)
         return float(loss.detach())
 
+    return step, sum(p.numel() for p in params)
+
+
+def run_memory(side: str, gguf: Path, targets: list[str], B: int, T: int, data: str) -> dict:
+    """One side's memory and losses (its own process, so nothing is shared)."""
+    sys.path.insert(0, str(REPO))
+    from tests.engine.peak_memory import PeakMemory
+
+    step, trainable = _trainer(side, gguf, targets, B, T, data)
     reset_peak_rss()
     with PeakMemory() as pm:
         loss1 = step()
-    t0 = time.perf_counter()
-    losses = [step() for _ in range(steps)]
-    dt = time.perf_counter() - t0
+    losses = [step() for _ in range(MEMORY_STEPS)]
     return {"side": side, "loss_step1": loss1, "losses": losses, "peak_tensor_bytes": pm.peak,
-            "peak_rss_bytes": peak_rss(), "tokens_per_s": B * T * steps / dt,
-            "trainable": sum(p.numel() for p in params)}
+            "peak_rss_bytes": peak_rss(), "trainable": trainable,
+            "counted": int((batch(100, B, T, data)[1] != -100).sum())}
+
+
+def run_speed(gguf: Path, targets: list[str], pairs: int, B: int, T: int, data: str) -> dict:
+    """Both sides in one process, one step of each in turn (who goes first alternates), so
+    load from other processes falls on both alike; seconds per step of each side."""
+    steps = {s: _trainer(s, gguf, targets, B, T, data)[0] for s in ("ours", "theirs")}
+    for s in steps.values():  # warm-up: first-call allocations, lazy inits
+        s()
+    times: dict[str, list[float]] = {"ours": [], "theirs": [], "ours_cpu": [],
+                                     "theirs_cpu": []}
+    for i in range(pairs):
+        for side in (("ours", "theirs") if i % 2 == 0 else ("theirs", "ours")):
+            t0, c0 = time.perf_counter(), time.process_time()
+            steps[side]()
+            times[side].append(time.perf_counter() - t0)
+            times[f"{side}_cpu"].append(time.process_time() - c0)
+    return times
+
+
+def _subprocess(args: list[str]) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "kernels"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True,
+                         text=True)
+    if out.returncode:
+        sys.exit(f"{args[:2]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gguf", type=Path, default=DEFAULT_GGUF)
     ap.add_argument("--targets", default="q_proj,v_proj", help="peft target modules")
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=8, help="timed steps per side")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--data", default=",".join(DATA),
+                    help=f"one or more of {','.join(DATA)}, each measured in turn: {DATA_HELP}")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--side", choices=["ours", "theirs"], help=argparse.SUPPRESS)
+    ap.add_argument("--speed", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     targets = [t.strip() for t in args.targets.split(",")]
-    if args.side:
-        print(json.dumps(run_side(args.side, args.gguf, targets, args.steps, args.batch,
-                                  args.seq_len)))
+    kinds = [d.strip() for d in args.data.split(",") if d.strip()]
+    bad = [d for d in kinds if d not in DATA]
+    if bad or not kinds:
+        ap.error(f"--data {args.data!r}: choose from {','.join(DATA)}")
+    if args.side or args.speed:
+        shape = (args.batch, args.seq_len, kinds[0])
+        if args.side:
+            print(json.dumps(run_memory(args.side, args.gguf, targets, *shape)))
+        else:
+            print(json.dumps(run_speed(args.gguf, targets, args.pairs, *shape)))
         return
-    results: dict[str, list[dict]] = {"ours": [], "theirs": []}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "kernels"),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    for r in range(args.rounds):
-        for side in ("ours", "theirs"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--side", side, "--gguf", str(args.gguf),
-                 "--targets", args.targets, "--steps", str(args.steps), "--batch",
-                 str(args.batch), "--seq-len", str(args.seq_len), "--threads",
-                 str(args.threads)], env=env, capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            results[side].append(res)
-            print(f"round {r + 1} {side:6s}: {res['tokens_per_s']:7.1f} tok/s  peak tensors "
-                  f"{res['peak_tensor_bytes'] / 2**20:7.1f} MiB  peak RSS "
-                  f"{res['peak_rss_bytes'] / 2**20:7.1f} MiB  step-1 loss "
-                  f"{res['loss_step1']:.5f}", flush=True)
-    best = {s: max(rs, key=lambda x: x["tokens_per_s"]) for s, rs in results.items()}
-    o, h = best["ours"], best["theirs"]
-    mem = {s: min(x["peak_tensor_bytes"] for x in rs) for s, rs in results.items()}
-    rss = {s: min(x["peak_rss_bytes"] for x in rs) for s, rs in results.items()}
-    print(f"\nLoRA r={RANK} alpha={ALPHA:g} on {','.join(targets)}; batch {args.batch} x "
-          f"{args.seq_len}; trainable params ours {o['trainable']}, theirs {h['trainable']}")
-    print(f"tokens/s      ours {o['tokens_per_s']:8.1f}  theirs {h['tokens_per_s']:8.1f}  "
-          f"ratio {o['tokens_per_s'] / h['tokens_per_s']:.2f}x (need >= 1.3x)")
-    print(f"peak tensors  ours {mem['ours'] / 2**20:8.1f}  theirs {mem['theirs'] / 2**20:8.1f} "
-          f"MiB  ratio {mem['ours'] / mem['theirs']:.2f} (need <= 1)")
-    print(f"peak RSS      ours {rss['ours'] / 2**20:8.1f}  theirs {rss['theirs'] / 2**20:8.1f} "
-          f"MiB  ratio {rss['ours'] / rss['theirs']:.2f}")
+    summaries = [measure(args, targets, kind) for kind in kinds]
+    print()
+    for lines in summaries:
+        print("\n".join(lines) + "\n")
+
+
+def measure(args: argparse.Namespace, targets: list[str], data: str) -> list[str]:
+    """Memory and speed of both sides on one data kind; returns the summary lines."""
+    common = ["--gguf", str(args.gguf), "--targets", args.targets, "--batch", str(args.batch),
+              "--seq-len", str(args.seq_len), "--data", data, "--threads", str(args.threads)]
+    mem = {}
+    for side in ("ours", "theirs"):
+        mem[side] = res = _subprocess(["--side", side, *common])
+        print(f"{data}: memory {side:6s}: peak tensors {res['peak_tensor_bytes'] / 2**20:7.1f} "
+              f"MiB  peak RSS {res['peak_rss_bytes'] / 2**20:7.1f} MiB  step-1 loss "
+              f"{res['loss_step1']:.5f}", flush=True)
+    times = _subprocess(["--speed", "--pairs", str(args.pairs), *common])
+    tokens = args.batch * args.seq_len
+    ratios = [h / o for o, h in zip(times["ours"], times["theirs"], strict=True)]
+    for i, (o, h) in enumerate(zip(times["ours"], times["theirs"], strict=True)):
+        print(f"{data}: pair {i + 1:2d}: ours {tokens / o:7.1f} tok/s  theirs {tokens / h:7.1f} "
+              f"tok/s  ratio {h / o:.2f}x", flush=True)
+    o, h = mem["ours"], mem["theirs"]
+    tps = {s: tokens / statistics.median(times[s]) for s in ("ours", "theirs")}
+    cpu = [h / o for o, h in zip(times["ours_cpu"], times["theirs_cpu"], strict=True)]
     rel = abs(o["loss_step1"] - h["loss_step1"]) / abs(h["loss_step1"])
-    print(f"step-1 loss   ours {o['loss_step1']:.6f}  theirs {h['loss_step1']:.6f}  "
-          f"relative difference {rel:.2e} (need <= 1e-2)")
-    print(f"loss after {args.steps + 1} steps: ours {o['losses'][-1]:.6f}  "
-          f"theirs {h['losses'][-1]:.6f}")
+    return [
+        f"== {data} data: {o['counted']} of {tokens} positions labelled; LoRA r={RANK} "
+        f"alpha={ALPHA:g} on {','.join(targets)}; batch {args.batch} x {args.seq_len}; "
+        f"trainable params ours {o['trainable']}, theirs {h['trainable']}",
+        f"tokens/s      ours {tps['ours']:8.1f}  theirs {tps['theirs']:8.1f}  (median steps)  "
+        f"ratio {statistics.median(ratios):.2f}x, median of {len(ratios)} paired steps "
+        f"(range {min(ratios):.2f}..{max(ratios):.2f}; need >= 1.3x)",
+        f"CPU time      ratio {statistics.median(cpu):.2f}x, median of the paired steps' "
+        "process CPU seconds (less sensitive to other processes' load; with --threads > 1 it "
+        "counts OpenMP's spin-waiting too)",
+        f"peak tensors  ours {o['peak_tensor_bytes'] / 2**20:8.1f}  theirs "
+        f"{h['peak_tensor_bytes'] / 2**20:8.1f} MiB  ratio "
+        f"{o['peak_tensor_bytes'] / h['peak_tensor_bytes']:.2f} (need <= 1)",
+        f"peak RSS      ours {o['peak_rss_bytes'] / 2**20:8.1f}  theirs "
+        f"{h['peak_rss_bytes'] / 2**20:8.1f} MiB  ratio "
+        f"{o['peak_rss_bytes'] / h['peak_rss_bytes']:.2f}",
+        f"step-1 loss   ours {o['loss_step1']:.6f}  theirs {h['loss_step1']:.6f}  "
+        f"relative difference {rel:.2e} (need <= 1e-2)",
+        f"loss after {MEMORY_STEPS + 1} steps: ours {o['losses'][-1]:.6f}  "
+        f"theirs {h['losses'][-1]:.6f}",
+    ]
 
 
 if __name__ == "__main__":

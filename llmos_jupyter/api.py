@@ -234,7 +234,7 @@ def train(
     (instruction; loss on the answers), messages (chat), or one text column (packed
     chunks); text_field / prompt_field / response_field override. More options:
     warmup_steps, min_lr_ratio, weight_decay, max_grad_norm, grad_accum, seed,
-    checkpoint_every, eval_every (see engine.training.TrainConfig).
+    checkpoint_every, eval_every, gradient_checkpointing (see engine.training.TrainConfig).
     Returns a TrainHandle (`.wait()`, `.metrics`, `.progress`, `.cancel()`, `.model`);
     background=False trains in the calling thread. progress=True shows a live loss plot
     in a notebook (a line per step in a terminal), or pass a callback taking each step's

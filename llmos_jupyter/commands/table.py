@@ -92,6 +92,8 @@ TRAIN = (
     P("lora_targets", help="q_proj,v_proj (default) ... or all-linear"),
     P("checkpoint_every", kind="int", help="steps between checkpoints"),
     P("eval_every", kind="int", help="steps between validation losses"),
+    P("gradient_checkpointing", kind="bool",
+      help="recompute activations in the backward: less memory, slower steps"),
 )
 
 GROUPS = {

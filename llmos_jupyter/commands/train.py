@@ -14,7 +14,7 @@ from llmos_jupyter.commands.table import Context
 # TrainConfig options the CLI exposes, by argparse dest (same names as api.train's).
 TRAIN_OPTIONS = ("warmup_steps", "min_lr_ratio", "weight_decay", "max_grad_norm",
                  "grad_accum", "seed", "lora_rank", "lora_alpha", "lora_targets",
-                 "checkpoint_every", "eval_every")
+                 "checkpoint_every", "eval_every", "gradient_checkpointing")
 
 
 def _summary(handle: Any) -> dict[str, Any]:

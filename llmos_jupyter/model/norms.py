@@ -9,6 +9,7 @@ from torch import nn
 
 from llmos_jupyter.core.config import ModelConfig
 from llmos_jupyter.model import backend
+from llmos_jupyter.model.training_ops import rms_norm, wants_training_ops
 
 
 class RMSNorm(nn.Module):
@@ -20,6 +21,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize the last dimension and scale it by the learned weight."""
+        if (x.dtype == torch.float32 and wants_training_ops(x, self.weight)
+                and backend.get_backend(x.device) == "sdpa"):
+            return rms_norm(x, self.weight, self.eps)  # a leaner backward (training_ops)
         return backend.rms_norm(x, self.weight, self.eps)
 
 

@@ -58,6 +58,14 @@ def test_cli_train_then_eval_and_task_eval(tiny_store, capsys):
     assert len(te["failures"]) == 4 - te["correct"]
 
 
+def test_cli_gradient_checkpointing_reaches_the_run(tiny_store, capsys):
+    out = _json(capsys, "train", "tiny", "--data", "pairs", "-O", "ck", "--steps", "1",
+                "--seq-len", "32", "--gradient-checkpointing")
+    assert out["status"] == "succeeded"
+    shown = _json(capsys, "show", "ck")
+    assert shown["lineage"]["hyperparameters"]["gradient_checkpointing"] is True
+
+
 def test_cli_bad_input_is_an_error_message(tiny_store, capsys):
     assert main(["train", "tiny", "--data", "pairs", "--lr", "0", "--seq-len", "32"]) == 1
     assert "learning rate must be a positive" in capsys.readouterr().err

@@ -6,8 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmos_jupyter.engine.loss import IGNORE_INDEX, fused_linear_cross_entropy
+from llmos_jupyter.engine import loss as loss_module
+from llmos_jupyter.engine.loss import (
+    IGNORE_INDEX,
+    fused_linear_cross_entropy,
+    labelled_rows,
+    lm_loss,
+)
 from tests.engine.peak_memory import PeakMemory
+from tests.model.helpers import rel_err, tiny_model
 
 V = 49152  # SmolLM2's vocabulary
 
@@ -35,6 +42,51 @@ def test_matches_f_cross_entropy_loss_and_grads(N, chunk):
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h1.grad, h2.grad, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(w1.grad, w2.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_vocabulary_tiles_of_uneven_width_match(monkeypatch):
+    """Logits in tiles whose last one is narrower (49152 = 4 x 10000 + 9152)."""
+    monkeypatch.setattr(loss_module, "VOCAB_TILE", 10000)
+    h, w, t = _inputs(50, 32, seed=2)
+    t[3], t[4] = V - 1, 10000  # targets on a tile's first column and the last tile's end
+    h1, w1 = h.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    fused_linear_cross_entropy(h1, w1, t, chunk_rows=16).backward()
+    h2, w2 = h.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    F.cross_entropy(h2 @ w2.t(), t, ignore_index=IGNORE_INDEX).backward()
+    torch.testing.assert_close(h1.grad, h2.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(w1.grad, w2.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_labelled_rows_keeps_the_counted_rows_in_order():
+    h = torch.arange(12.0).reshape(6, 2)
+    t = torch.tensor([IGNORE_INDEX, 4, IGNORE_INDEX, 2, 9, IGNORE_INDEX])
+    hh, tt = labelled_rows(h, t)
+    assert tt.tolist() == [4, 2, 9] and hh.tolist() == [[2, 3], [6, 7], [8, 9]]
+    assert labelled_rows(h, torch.full((6,), IGNORE_INDEX))[0] is h  # nothing counts
+    assert labelled_rows(h, torch.arange(6))[0] is h  # everything counts
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_lm_loss_on_labelled_rows_matches_full_logits(tied):
+    """Prompt-masked targets: lm_loss (head on labelled rows only) gives the loss and every
+    weight's gradient of the full logits' F.cross_entropy (Transformer.loss)."""
+    ids = torch.randint(0, 256, (3, 10), generator=torch.Generator().manual_seed(4))
+    targets = torch.roll(ids, -1, dims=1)
+    targets[0, :6] = IGNORE_INDEX  # a prompt
+    targets[1, :3] = IGNORE_INDEX
+    targets[2, 7:] = IGNORE_INDEX  # padding
+
+    def run(fn):
+        model = tiny_model(seed=2, tie_embeddings=tied).train()
+        loss = fn(model)
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    ours, g_ours = run(lambda m: lm_loss(m, ids, targets))
+    ref, g_ref = run(lambda m: m.loss(ids, targets))
+    assert abs(ours - ref) < 1e-5 * abs(ref)
+    for name, g in g_ref.items():
+        assert rel_err(g_ours[name], g) < 1e-5, name
 
 
 def test_scaled_upstream_gradient_and_frozen_weight():

@@ -1,0 +1,86 @@
+"""The training autograd functions against plain torch autograd of the same formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llmos_jupyter.model.training_ops import rms_norm, swiglu, wants_training_ops
+from tests.model.helpers import rel_err, tiny_model
+
+
+def _grads(fn, *tensors):
+    """(output, gradients of sum(output * fixed weights) in each tensor)."""
+    out = fn(*tensors)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=out.dtype)
+    grads = torch.autograd.grad((out * w).sum(), tensors)
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rms_norm_matches_autograd(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 16, dtype=dtype, requires_grad=True)
+    w = (1 + 0.3 * torch.randn(16, dtype=dtype)).requires_grad_()
+    ours, g_ours = _grads(lambda a, b: rms_norm(a, b, 1e-5), x, w)
+    ref, g_ref = _grads(lambda a, b: F.rms_norm(a, (16,), b, 1e-5), x, w)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    assert rel_err(ours, ref) < tol
+    for a, b in zip(g_ours, g_ref, strict=True):
+        assert rel_err(a, b) < 10 * tol
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_swiglu_matches_autograd(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 12, dtype=dtype, requires_grad=True)
+    w_in = (0.3 * torch.randn(40, 12, dtype=dtype)).requires_grad_()
+    w_out = (0.3 * torch.randn(12, 20, dtype=dtype)).requires_grad_()
+
+    def plain(a, wi, wo):
+        gate, up = (a @ wi.t()).chunk(2, dim=-1)
+        return (F.silu(gate) * up) @ wo.t()
+
+    ours, g_ours = _grads(swiglu, x, w_in, w_out)
+    ref, g_ref = _grads(plain, x, w_in, w_out)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    assert rel_err(ours, ref) < tol
+    for a, b in zip(g_ours, g_ref, strict=True):
+        assert rel_err(a, b) < 10 * tol
+
+
+def test_swiglu_frozen_weights_give_only_the_input_gradient():
+    x = torch.randn(4, 12, requires_grad=True)
+    w_in, w_out = torch.randn(40, 12), torch.randn(12, 20)
+    out = swiglu(x, w_in, w_out)
+    out.sum().backward()
+    assert x.grad is not None and w_in.grad is None and w_out.grad is None
+
+
+def test_only_where_a_gradient_flows():
+    x, w = torch.randn(3), torch.randn(3)
+    assert not wants_training_ops(x, w)
+    assert wants_training_ops(x, w.requires_grad_())
+    with torch.no_grad():
+        assert not wants_training_ops(x, w)
+
+
+def test_model_gradients_match_the_plain_ops(monkeypatch):
+    """A tiny model's loss and every weight gradient, training ops on vs the plain ops."""
+    from llmos_jupyter.model import transformer
+
+    ids = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(3))
+
+    def run(model):
+        model.train()
+        loss = model.loss(ids)
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    loss, grads = run(tiny_model(seed=1))
+    monkeypatch.setattr(transformer, "wants_training_ops", lambda *a: False)
+    ref_loss, ref_grads = run(tiny_model(seed=1))
+    assert abs(loss - ref_loss) < 1e-6 * abs(ref_loss)
+    for n, g in ref_grads.items():
+        assert rel_err(grads[n], g) < 1e-5, n
