@@ -42,7 +42,7 @@ def _main(argv: list[str]) -> int:
     ctx = Context(notebook=False, progress=sys.stderr.isatty() or not getattr(args, "json", False),
                   stdin=sys.stdin)
     try:
-        out = dispatch(args, ctx)
+        out = dispatch(args, ctx, {"serve": _serve})
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -57,6 +57,13 @@ def _main(argv: list[str]) -> int:
         print(text)
     sys.stdout.flush()  # here, inside the BrokenPipeError handler, not at exit
     return 0
+
+
+def _serve(args, ctx):  # noqa: ANN001, ANN202 - a dispatch handler
+    # tornado and the model stack: only for `llmos serve`.
+    from llmos_jupyter.server.standalone import serve_verb
+
+    return serve_verb(args, ctx)
 
 
 if __name__ == "__main__":

@@ -75,10 +75,8 @@ UNCOMMENTED_DEFERRALS = {"llmos_jupyter.runtime.training", "llmos_jupyter.engine
 KNOWN_EXCEPTIONS = {
     # The training runtime looks the home up inside a function.
     ("llmos_jupyter.runtime.training", "llmos_jupyter.store.home"),
-    # `llmos serve` is a verb whose whole job is to run the server interface.
-    ("llmos_jupyter.commands.serve", "llmos_jupyter.server.standalone"),
-    # The `llmos-serve` console script forwards to the CLI's `serve` verb.
-    ("llmos_jupyter.server.standalone", "llmos_jupyter.cli"),
+    # `llmos serve` is the command line running the server interface in the foreground.
+    ("llmos_jupyter.cli", "llmos_jupyter.server.standalone"),
     # The server's handlers drive the schedulers of served models directly.
     ("llmos_jupyter.server.base", "llmos_jupyter.runtime.scheduler"),
     ("llmos_jupyter.server.base", "llmos_jupyter.runtime.serving"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from llmos_jupyter.commands import data, models, serve, tasks, train
+from llmos_jupyter.commands import data, models, tasks, train
 from llmos_jupyter.commands.output import Output
 from llmos_jupyter.commands.table import CommandError, Context
 
@@ -21,7 +21,6 @@ HANDLERS: dict[str, Handler] = {
     "create": models.create,
     "ps": models.ps,
     "run": tasks.run,
-    "serve": serve.serve,
     "data_add": data.add,
     "data_list": data.list_datasets,
     "data_show": data.show,

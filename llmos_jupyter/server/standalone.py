@@ -9,6 +9,7 @@ only read it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hmac
 import ipaddress
@@ -24,6 +25,8 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from llmos_jupyter.commands.output import Message, Output
+from llmos_jupyter.commands.table import CommandError, Context, HelpShown, parse
 from llmos_jupyter.errors import LLMOSError
 from llmos_jupyter.runtime.serving import Serving
 from llmos_jupyter.server import routes
@@ -198,11 +201,29 @@ def run(host: str, port: int, api_key: str | None, max_batch: int = 32,
 
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The module run as a script: the same as the llmos serve verb with these arguments."""
-    from llmos_jupyter.cli import main as cli_main
+def serve_verb(args: argparse.Namespace, ctx: Context) -> Output:
+    """The `serve` verb's handler (the CLI hands it to dispatch): serve until stopped."""
+    run(args.host, args.port, args.api_key or os.environ.get("LLMOS_API_KEY"),
+        args.max_batch, args.max_queue)
+    return Message("llmos serve: stopped")
 
-    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
+
+def main(argv: list[str] | None = None) -> int:
+    """The module run as a script: the `serve` verb with these arguments."""
+    try:
+        args = parse(["serve", *(sys.argv[1:] if argv is None else argv)])
+    except HelpShown as h:
+        print(h.text.rstrip())
+        return 0
+    except CommandError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    try:
+        print(serve_verb(args, Context(progress=False)).text())
+    except LLMOSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
