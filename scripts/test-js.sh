@@ -2,7 +2,8 @@
 # The TypeScript parts under `make test`: build the SDK and the JupyterLab extension
 # (scripts/build-js.sh: npm ci when needed, tsc, the extension bundle), then
 #   - the SDK's tests (`node --test`) against real `llmos serve` and Jupyter servers;
-#   - the extension's UI tests: a real JupyterLab driven by headless Chromium
+#   - the extension's UI tests: a real JupyterLab driven by headless Chromium, then
+#     jupyterlab.browser_check (scripts/browser-check.sh);
 #     (Debian's /usr/bin/chromium, installed here when missing and we are root).
 # Each test seeds its own temporary store with the default model.
 set -euo pipefail
@@ -24,3 +25,6 @@ if [ ! -x "$CHROMIUM" ]; then
     fi
 fi
 (cd labextension && npm run --silent test:ui)
+
+# JupyterLab loads with the installed extension and no browser errors.
+PY="$PY" CHROMIUM="$CHROMIUM" bash scripts/browser-check.sh
