@@ -2,9 +2,9 @@
 # The TypeScript parts under `make test`: build the SDK and the JupyterLab extension
 # (scripts/build-js.sh: npm ci when needed, tsc, the extension bundle), then
 #   - the SDK's tests (`node --test`) against real `llmos serve` and Jupyter servers;
-#   - the extension's UI tests: a real JupyterLab driven by headless Chromium, then
-#     jupyterlab.browser_check (scripts/browser-check.sh);
-#     (Debian's /usr/bin/chromium, installed here when missing and we are root).
+#   - the extension's UI tests: a real JupyterLab driven by headless Chromium
+#     (Debian's /usr/bin/chromium, installed here when missing and we are root);
+#   - jupyterlab.browser_check with that Chromium (scripts/browser-check.sh).
 # Each test seeds its own temporary store with the default model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
