@@ -2,9 +2,9 @@
 
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import type { DatasetFormat, DatasetRow } from '@llmos/sdk';
-import { Widget } from '@lumino/widgets';
 
 import type { PanelContext } from './context';
+import { View } from './view';
 import { button, fill, errorText, h, table } from './dom';
 
 const FORMATS: Record<string, DatasetFormat> = {
@@ -23,19 +23,13 @@ export function datasetName(fileName: string): string {
 }
 
 /** Datasets of the server's store. */
-export class DatasetsView extends Widget {
+export class DatasetsView extends View {
   private rows: DatasetRow[] = [];
   private preview: HTMLElement | null = null;
   private status = '';
-  private error = '';
-  private loadingDone = false;
 
-  constructor(private readonly ctx: PanelContext) {
-    super();
-    this.addClass('llmos-view');
-    this.id = 'llmos-datasets';
-    this.title.label = 'Datasets';
-    this.node.dataset.testid = 'llmos-datasets';
+  constructor(ctx: PanelContext) {
+    super(ctx, 'datasets', 'Datasets');
     this.render();
   }
 

@@ -2,26 +2,20 @@
 
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import type { LoadedModel, ModelRow } from '@llmos/sdk';
-import { Widget } from '@lumino/widgets';
 
 import type { PanelContext } from './context';
+import { View } from './view';
 import { button, fill, bytes, errorText, h, progress, table } from './dom';
 
 /** Models of the server's store. */
-export class ModelsView extends Widget {
+export class ModelsView extends View {
   private rows: ModelRow[] = [];
   private loaded = new Set<string>();
   private detail: HTMLElement | null = null;
   private pullState: HTMLElement = h('div');
-  private error = '';
-  private loadingDone = false;
 
-  constructor(private readonly ctx: PanelContext) {
-    super();
-    this.addClass('llmos-view');
-    this.id = 'llmos-models';
-    this.title.label = 'Models';
-    this.node.dataset.testid = 'llmos-models';
+  constructor(ctx: PanelContext) {
+    super(ctx, 'models', 'Models');
     this.render();
   }
 
@@ -69,15 +63,6 @@ export class ModelsView extends Widget {
           ], { testid: 'llmos-models-table', rowAttrs: (m) => ({ 'data-name': m.name }) }),
       this.detail,
     );
-  }
-
-  private async act(call: () => Promise<unknown>): Promise<void> {
-    try {
-      await call();
-    } catch (e) {
-      this.error = errorText(e);
-    }
-    await this.refresh();
   }
 
   private async details(name: string): Promise<void> {

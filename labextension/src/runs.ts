@@ -2,9 +2,9 @@
 
 import { isTerminal, type RunItem, type RunRecord } from '@llmos/sdk';
 import { Message } from '@lumino/messaging';
-import { Widget } from '@lumino/widgets';
 
 import type { PanelContext } from './context';
+import { View } from './view';
 import { button, fill, errorText, h, progress, table } from './dom';
 
 /** How many runs the list shows. */
@@ -24,20 +24,14 @@ function counts(run: RunRecord): [number, number | null] {
 }
 
 /** Runs of the server's store, refreshed by polling while the tab is visible. */
-export class RunsView extends Widget {
+export class RunsView extends View {
   private rows: RunRecord[] = [];
   private results: HTMLElement | null = null;
   private selected: string | null = null;
-  private error = '';
-  private loadingDone = false;
   private timer: number | undefined;
 
-  constructor(private readonly ctx: PanelContext) {
-    super();
-    this.addClass('llmos-view');
-    this.id = 'llmos-runs';
-    this.title.label = 'Runs';
-    this.node.dataset.testid = 'llmos-runs';
+  constructor(ctx: PanelContext) {
+    super(ctx, 'runs', 'Runs');
     this.render();
   }
 
@@ -109,15 +103,6 @@ export class RunsView extends Widget {
       this.results,
     );
     this.node.scrollTop = scroll;
-  }
-
-  private async act(call: () => Promise<unknown>): Promise<void> {
-    try {
-      await call();
-    } catch (e) {
-      this.error = errorText(e);
-    }
-    await this.refresh();
   }
 
   private async showResults(id: string): Promise<void> {

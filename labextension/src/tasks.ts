@@ -1,9 +1,9 @@
 /** The Tasks tab: the tasks, a task's spec, and a form to run it over a dataset. */
 
 import type { DatasetRow, ModelRow, TaskRow } from '@llmos/sdk';
-import { Widget } from '@lumino/widgets';
 
 import type { PanelContext } from './context';
+import { View } from './view';
 import { button, fill, errorText, h, table, yaml } from './dom';
 
 const FIXED = '__fixed__';
@@ -15,18 +15,12 @@ export function runMagic(task: string, data: string, map: Record<string, string>
 }
 
 /** Tasks of the server's store. */
-export class TasksView extends Widget {
+export class TasksView extends View {
   private rows: TaskRow[] = [];
   private detail: HTMLElement | null = null;
-  private error = '';
-  private loadingDone = false;
 
-  constructor(private readonly ctx: PanelContext) {
-    super();
-    this.addClass('llmos-view');
-    this.id = 'llmos-tasks';
-    this.title.label = 'Tasks';
-    this.node.dataset.testid = 'llmos-tasks';
+  constructor(ctx: PanelContext) {
+    super(ctx, 'tasks', 'Tasks');
     this.render();
   }
 
