@@ -11,7 +11,7 @@ import signal
 import sys
 
 from llmos_jupyter.commands.output import error_message
-from llmos_jupyter.commands.table import CommandError, Context, HelpShown, parse
+from llmos_jupyter.commands.table import CommandError, Context, parse_command_line
 from llmos_jupyter.errors import LLMOSError
 
 
@@ -28,14 +28,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    try:
-        args = parse(argv)
-    except HelpShown as h:
-        print(h.text.rstrip())
-        return 0
-    except CommandError as e:
-        print(str(e), file=sys.stderr)
-        return 2
+    args = parse_command_line(argv)
+    if isinstance(args, int):
+        return args
     # The handlers bring the api's stack: `llmos --help` answers from the parser alone.
     from llmos_jupyter.commands.dispatch import dispatch
 

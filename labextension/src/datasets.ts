@@ -38,16 +38,9 @@ export class DatasetsView extends View {
     return this.rows;
   }
 
-  /** Reload the list from the server. */
-  async refresh(): Promise<void> {
-    try {
-      this.rows = await this.ctx.client.datasets.list();
-      this.error = '';
-    } catch (e) {
-      this.error = errorText(e);
-    }
-    this.loadingDone = true;
-    this.render();
+  /** The list of datasets. */
+  protected async load(): Promise<void> {
+    this.rows = await this.ctx.client.datasets.list();
   }
 
   /** Upload files as datasets (named after each file, format from its extension). */
@@ -73,7 +66,7 @@ export class DatasetsView extends View {
     await this.refresh();
   }
 
-  private render(): void {
+  protected render(): void {
     const fileInput = h('input', { type: 'file', multiple: true, 'data-testid': 'llmos-upload-input', accept: '.jsonl,.ndjson,.json,.csv,.tsv,.txt,.parquet' });
     fileInput.addEventListener('change', () => void this.upload(Array.from(fileInput.files ?? [])));
     const drop = h('div', { class: 'llmos-dropzone', 'data-testid': 'llmos-dropzone' }, 'Drop .jsonl, .csv, .json, .tsv, .txt or .parquet files here, or ', fileInput);

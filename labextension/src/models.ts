@@ -19,21 +19,14 @@ export class ModelsView extends View {
     this.render();
   }
 
-  /** Reload the list and the loaded models from the server. */
-  async refresh(): Promise<void> {
-    try {
-      const [rows, ps] = await Promise.all([this.ctx.client.models.list(), this.ctx.client.models.ps()]);
-      this.rows = rows;
-      this.loaded = new Set(ps.map((m: LoadedModel) => m.name));
-      this.error = '';
-    } catch (e) {
-      this.error = errorText(e);
-    }
-    this.loadingDone = true;
-    this.render();
+  /** The list and the loaded models. */
+  protected async load(): Promise<void> {
+    const [rows, ps] = await Promise.all([this.ctx.client.models.list(), this.ctx.client.models.ps()]);
+    this.rows = rows;
+    this.loaded = new Set(ps.map((m: LoadedModel) => m.name));
   }
 
-  private render(): void {
+  protected render(): void {
     const nameInput = h('input', { placeholder: 'model to pull, e.g. smollm2-135m-instruct', 'data-testid': 'llmos-pull-name', size: 28 });
     fill(this.node, 
       h('div', { class: 'llmos-toolbar' },

@@ -43,16 +43,14 @@ export class RunsView extends View {
   }
 
   /** Reload the list from the server; schedules the next poll while visible. */
+  /** The recent runs. */
+  protected async load(): Promise<void> {
+    this.rows = await this.ctx.client.runs.list({ limit: RUN_LIMIT });
+  }
+
   async refresh(): Promise<void> {
     window.clearTimeout(this.timer);
-    try {
-      this.rows = await this.ctx.client.runs.list({ limit: RUN_LIMIT });
-      this.error = '';
-    } catch (e) {
-      this.error = errorText(e);
-    }
-    this.loadingDone = true;
-    this.render();
+    await super.refresh();
     if (this.isVisible && !this.isDisposed) {
       this.timer = window.setTimeout(() => void this.refresh(), this.ctx.refreshSeconds() * 1000);
     }
@@ -73,7 +71,7 @@ export class RunsView extends View {
     super.dispose();
   }
 
-  private render(): void {
+  protected render(): void {
     const scroll = this.node.scrollTop;
     fill(this.node, 
       h('div', { class: 'llmos-toolbar' }, button('Refresh', () => void this.refresh())),

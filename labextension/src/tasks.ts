@@ -24,19 +24,12 @@ export class TasksView extends View {
     this.render();
   }
 
-  /** Reload the list from the server. */
-  async refresh(): Promise<void> {
-    try {
-      this.rows = await this.ctx.client.tasks.list();
-      this.error = '';
-    } catch (e) {
-      this.error = errorText(e);
-    }
-    this.loadingDone = true;
-    this.render();
+  /** The list of tasks. */
+  protected async load(): Promise<void> {
+    this.rows = await this.ctx.client.tasks.list();
   }
 
-  private render(): void {
+  protected render(): void {
     fill(this.node, 
       h('div', { class: 'llmos-toolbar' }, button('Refresh', () => void this.refresh())),
       this.error ? h('div', { class: 'llmos-error' }, this.error) : null,

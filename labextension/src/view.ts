@@ -20,8 +20,23 @@ export abstract class View extends Widget {
     this.node.dataset.testid = `llmos-${key}`;
   }
 
-  /** Reload what the tab shows from the server. */
-  abstract refresh(): Promise<void>;
+  /** Fetch what the tab shows (it throws on a failed call). */
+  protected abstract load(): Promise<void>;
+
+  /** Draw the tab from what it holds. */
+  protected abstract render(): void;
+
+  /** Reload what the tab shows from the server; a failure becomes the tab's error. */
+  async refresh(): Promise<void> {
+    try {
+      await this.load();
+      this.error = '';
+    } catch (e) {
+      this.error = errorText(e);
+    }
+    this.loadingDone = true;
+    this.render();
+  }
 
   /** Run an action; a failure becomes the tab's error; then reload. */
   protected async act(call: () => Promise<unknown>): Promise<void> {

@@ -11,6 +11,7 @@ models (a notebook, the server), `--with EXPR` only where there are notebook var
 from __future__ import annotations
 
 import argparse
+import sys
 
 from llmos_jupyter.commands.spec import (
     CELL,
@@ -29,7 +30,7 @@ from llmos_jupyter.commands.spec import (
 )
 
 __all__ = ["CELL_VERBS", "GROUPS", "VERBS", "CommandError", "Context", "HelpShown",
-           "build_cell_parser", "build_parser", "parse", "sampling_args"]
+           "build_cell_parser", "build_parser", "parse", "parse_command_line", "sampling_args"]
 
 FORMATS = ("jsonl", "json", "csv", "tsv", "txt", "parquet")
 CLI_NB = frozenset({CLI, NOTEBOOK})
@@ -312,6 +313,19 @@ def parse(argv: list[str], prog: str = "llmos", notebook: bool = False) -> argpa
     if handler.startswith("help_"):  # a group without its sub-verb (`llmos data`): its help
         parser.parse_args([args.verb, "--help"])
     return args
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace | int:
+    """`parse` for a command line: the parsed arguments, or the exit status after printing
+    the help (0, to stdout) or the usage error (2, to stderr)."""
+    try:
+        return parse(argv)
+    except HelpShown as h:
+        print(h.text.rstrip())
+        return 0
+    except CommandError as e:
+        print(str(e), file=sys.stderr)
+        return 2
 
 
 def _elsewhere(interface: str) -> dict[str, frozenset[str]]:

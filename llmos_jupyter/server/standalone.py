@@ -26,7 +26,7 @@ import tornado.netutil
 import tornado.web
 
 from llmos_jupyter.commands.output import Message, Output
-from llmos_jupyter.commands.table import CommandError, Context, HelpShown, parse
+from llmos_jupyter.commands.table import Context, parse_command_line
 from llmos_jupyter.errors import LLMOSError
 from llmos_jupyter.runtime.serving import Serving
 from llmos_jupyter.server import routes
@@ -210,14 +210,9 @@ def serve_verb(args: argparse.Namespace, ctx: Context) -> Output:
 
 def main(argv: list[str] | None = None) -> int:
     """The module run as a script: the `serve` verb with these arguments."""
-    try:
-        args = parse(["serve", *(sys.argv[1:] if argv is None else argv)])
-    except HelpShown as h:
-        print(h.text.rstrip())
-        return 0
-    except CommandError as e:
-        print(str(e), file=sys.stderr)
-        return 2
+    args = parse_command_line(["serve", *(sys.argv[1:] if argv is None else argv)])
+    if isinstance(args, int):
+        return args
     try:
         print(serve_verb(args, Context(progress=False)).text())
     except LLMOSError as e:
