@@ -121,6 +121,14 @@ class LLMOSHandler:
             self._cancel_inflight()
             raise ClientGone() from None
 
+    async def sse_comment(self, text: str) -> None:
+        """An SSE comment line (clients ignore it); ClientGone when the client has left."""
+        try:
+            self.write(f": {text}\n\n")
+            await self.flush()
+        except StreamClosedError:
+            raise ClientGone() from None
+
     async def end_stream(self, done: list[Request],
                          finish_chunk: Callable[[int, str], dict[str, Any]],
                          usage_chunk: dict[str, Any] | None) -> None:

@@ -308,22 +308,35 @@ class RunEventsHandler(LLMOSHandler):
     events carry its latest step's metrics."""
 
     POLL_S = 0.25  # how often the store is read: a run may execute in another process
+    HEARTBEAT_S = 15.0  # a comment line this often while nothing changes
     path_names = ["id"]
+    _gone = False
 
     async def get(self, run_id: str) -> None:
         """Stream the run's progress."""
         record = await self.in_thread(_run_record, run_id)  # 404 before the stream starts
         self.sse_start()
-        last = None
-        while True:
+        last, quiet = None, 0.0
+        while not self._gone:
             if record != last:
                 await self.sse_send(record)
-                last = record
+                last, quiet = record, 0.0
+            elif quiet >= self.HEARTBEAT_S:
+                # Keeps proxies from closing an idle stream, and finds a client that left.
+                await self.sse_comment("waiting")
+                quiet = 0.0
             if record["status"] not in RUNNING:
                 break
             await asyncio.sleep(self.POLL_S)
+            quiet += self.POLL_S
             record = await self.in_thread(_run_record, run_id)
-        self.finish()
+        if not self._gone:
+            self.finish()
+
+    def on_connection_close(self) -> None:
+        """The client left: stop reading the store for it."""
+        self._gone = True
+        super().on_connection_close()
 
 
 def _run_record(run_id: str) -> dict[str, Any]:
