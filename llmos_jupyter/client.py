@@ -180,28 +180,25 @@ class Client:
             return json.loads(r.read())
 
     def _events(self, method: str, path: str, body: Any = None) -> Iterator[Any]:
-        """The JSON of each `data:` event of a server-sent event stream."""
+        """The JSON of each `data:` event of a server-sent event stream, until its end
+        (OpenAI's `data: [DONE]`, or the server closing it); closing the iterator closes
+        the connection."""
         with self._request(method, path, body) as r:
             for raw in r:
                 line = raw.decode().strip()
-                if line.startswith("data: ") and line != "data: [DONE]":
+                if line == "data: [DONE]":
+                    return
+                if line.startswith("data: "):
                     yield json.loads(line[6:])
 
     def _pieces(self, path: str, body: dict[str, Any], text_of) -> Iterator[str]:  # noqa: ANN001
         """Text pieces of a streamed (SSE) answer; closing the iterator closes the
         connection, which stops the generation on the server."""
-        with self._request("POST", path, {**body, "stream": True}) as r:
-            for raw in r:
-                line = raw.decode().strip()
-                if not line.startswith("data: "):
-                    continue
-                if line == "data: [DONE]":
-                    return
-                chunk = json.loads(line[6:])
-                for choice in chunk.get("choices", []):
-                    piece = text_of(choice)
-                    if piece:
-                        yield piece
+        for chunk in self._events("POST", path, {**body, "stream": True}):
+            for choice in chunk.get("choices", []):
+                piece = text_of(choice)
+                if piece:
+                    yield piece
 
 
 def _client_error(e: urllib.error.HTTPError) -> ClientError:

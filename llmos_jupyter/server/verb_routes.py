@@ -101,12 +101,13 @@ class VerbHandler(LLMOSHandler):
             if download is not None:
                 await self.send_file(Path(getattr(args, download.name)))
                 return
-        data = json.loads(out.json())
+        body = out.json()  # serialized once: sent as is, read for the status only
+        data = json.loads(body)
         started = (isinstance(data, dict) and data.get("status") in RUNNING
                    and ("id" in data or "run_id" in data))
         self.set_status(202 if started else 200)
         self.set_header("Content-Type", "application/json")
-        self.finish(out.json())
+        self.finish(body)
 
     # --- request -> arguments -------------------------------------------------------------
 

@@ -45,9 +45,12 @@ def cli_error(*argv: str) -> str:
     return error_message(e.value)
 
 
-def sse(served, path: str) -> list[dict]:
-    """Every `data:` event of a stream, parsed, until the server ends it."""
+def sse(served, path: str, body: dict | None = None) -> list[dict]:
+    """Every `data:` event of a stream (a GET, or a POST of `body`), parsed, until the
+    server ends it."""
     req = urllib.request.Request(f"{served.url}/{path}",
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 method="GET" if body is None else "POST",
                                  headers={"Authorization": f"Bearer {served.key}"})
     with urllib.request.urlopen(req, timeout=300) as r:
         return [json.loads(line[6:]) for line in r.read().decode().splitlines()
@@ -161,7 +164,7 @@ def test_cancel_a_run_over_rest(served, store_home):
 
 
 def test_pull_streams_progress_then_the_record(served, store_home):
-    events = sse_post(served, "api/models/pull", {"name": MODEL, "stream": True})
+    events = sse(served, "api/models/pull", {"name": MODEL, "stream": True})
     assert events[-1]["status"] == "success"
     assert events[-1]["result"]["name"] == MODEL
     assert events[-1]["result"] == cli_json("pull", MODEL) | {
@@ -189,15 +192,6 @@ def test_openapi_describes_every_route(served):
     props = run["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert {"data", "map", "temperature", "presence_penalty"} <= set(props)
     assert "with_" not in props and "out" not in props  # notebook-only options
-
-
-def sse_post(served, path: str, body: dict) -> list[dict]:
-    req = urllib.request.Request(f"{served.url}/{path}", data=json.dumps(body).encode(),
-                                 method="POST",
-                                 headers={"Authorization": f"Bearer {served.key}"})
-    with urllib.request.urlopen(req, timeout=300) as r:
-        return [json.loads(line[6:]) for line in r.read().decode().splitlines()
-                if line.startswith("data: ")]
 
 
 def _rows_file(home):
