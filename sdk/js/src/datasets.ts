@@ -56,6 +56,18 @@ export class Datasets {
     });
   }
 
+  /**
+   * The dataset's rows as a file in `format` (default jsonl), as a Blob: save it, or
+   * read it with `await blob.text()`.
+   */
+  async export(name: string, opts: RequestOptions & { format?: DatasetFormat } = {}): Promise<Blob> {
+    const response = await this.http.request(`api/datasets/${seg(name)}/export`, {
+      query: { format: opts.format },
+      signal: opts.signal,
+    });
+    return response.blob();
+  }
+
   /** Remove a dataset. */
   rm(name: string, opts: RequestOptions = {}): Promise<unknown> {
     return this.http.json(`api/datasets/${seg(name)}`, { method: 'DELETE', signal: opts.signal });

@@ -162,6 +162,14 @@ describe('datasets', () => {
     assert.equal(again.rows, 3);
   });
 
+  it('export gives the rows back as jsonl and csv files', async () => {
+    const jsonl = await (await llmos.datasets.export('sdk-reviews')).text();
+    assert.deepEqual(jsonl.trim().split('\n').map((line) => JSON.parse(line).text), REVIEWS);
+    const csv = await (await llmos.datasets.export('sdk-csv', { format: 'csv' })).text();
+    assert.deepEqual(csv.trim().split(/\r?\n/), ['title,body', 'A,first body', 'B,second body']);
+    await assert.rejects(llmos.datasets.export('no-such-data'), (e) => e instanceof NotFoundError);
+  });
+
   it('list, show with head, stats', async () => {
     const rows = await llmos.datasets.list();
     const row = rows.find((r) => r.name === 'sdk-reviews');
@@ -227,6 +235,10 @@ describe('tasks and runs', () => {
     assert.ok(items.every((i) => i.status === 'succeeded' && typeof i.output === 'string'));
     const page = await llmos.runs.items(run.id, { offset: 1, limit: 1 });
     assert.deepEqual(page, [items[1]]);
+    const exported = (await (await llmos.runs.export(run.id)).text()).trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(exported.map((r) => r.output), items.map((i) => i.output));
+    const csv = await (await llmos.runs.export(run.id, { format: 'csv' })).text();
+    assert.equal(csv.trim().split(/\r?\n/).length, items.length + 1);
     const listed = await llmos.runs.list({ limit: 50 });
     assert.ok(listed.some((r) => r.id === run.id));
     const ok = await llmos.runs.list({ status: 'succeeded' });
