@@ -10,8 +10,8 @@ export interface PanelContext {
   defaultModel(): string;
   /** Seconds between polls of live lists. */
   refreshSeconds(): number;
-  /** Insert `code` as a new cell below the active cell of the current notebook. */
-  insertMagic(code: string): void;
+  /** Insert `code` as a new cell below the active cell of the current notebook (once it has loaded). */
+  insertMagic(code: string): Promise<void>;
   /** Open the chat with `model`. */
   openChat(model?: string): void;
   /** Switch the panel to the Runs tab and follow `runId`. */

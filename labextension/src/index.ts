@@ -47,12 +47,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const settings = { defaultModel: 'smollm2-135m-instruct', refreshSeconds: 1 };
     let chat: MainAreaWidget<ChatView> | null = null;
 
-    const insertMagic = (code: string): void => {
+    const insertMagic = async (code: string): Promise<void> => {
       const panel = notebooks?.currentWidget;
       if (!panel) {
         Notification.warning(`Open a notebook to insert: ${code}`, { autoClose: 5000 });
         return;
       }
+      // A notebook still loading replaces its cells with the file's when the load ends,
+      // which would drop a cell inserted now.
+      await panel.context.ready;
       const notebook = panel.content;
       NotebookActions.insertBelow(notebook);
       notebook.activeCell?.model.sharedModel.setSource(code);

@@ -176,7 +176,7 @@ it('the palette opens the chat; it streams an answer, and Stop stops the next on
 
 it('Insert puts the %llmos load and %llmos run magics in the open notebook', async () => {
   await lab.open('lab/tree/scratch.ipynb');
-  await page.locator('.jp-Notebook').waitFor();
+  await page.locator('.jp-Notebook .jp-Cell').first().waitFor();
   if (!(await panel().isVisible())) await page.locator('.lm-TabBar-tab[data-id="llmos-panel"]').click();
   await tab('Models').click();
   await page.locator(`[data-testid="llmos-models-table"] tr[data-name="${MODEL}"]`).getByText('Insert').click();
