@@ -28,7 +28,12 @@ from llmos_jupyter.model.fused_decode import FusedDecoder
 from llmos_jupyter.model.kv_cache import KVCache
 from llmos_jupyter.model.norms import make_norm
 from llmos_jupyter.model.rope import apply_rope, rope_tables
-from llmos_jupyter.model.training_ops import swiglu, wants_training_ops
+from llmos_jupyter.model.training_ops import (
+    causal_attention,
+    flash_attention_applies,
+    swiglu,
+    wants_training_ops,
+)
 
 
 class Attention(nn.Module):
@@ -44,10 +49,12 @@ class Attention(nn.Module):
         self.use_rope = config.arch != "gpt2"
         self.cache: KVCache | None = None
 
-    def _qkv(self, x: torch.Tensor, cos, sin):
-        """x [..., dim] -> q [..., Hq, D], k [..., Hkv, D], v [..., Hkv, D] (RoPE applied)."""
+    def _qkv(self, x: torch.Tensor, cos, sin, qkv: torch.Tensor | None = None):
+        """x [..., dim] -> q [..., Hq, D], k [..., Hkv, D], v [..., Hkv, D] (RoPE applied);
+        qkv: the projection wqkv(x) when already computed."""
         Hq, Hkv = self.n_heads, self.n_kv_heads
-        qkv = self.wqkv(x).unflatten(-1, (Hq + 2 * Hkv, self.head_dim))  # (..., Hq+2Hkv, D)
+        qkv = self.wqkv(x) if qkv is None else qkv
+        qkv = qkv.unflatten(-1, (Hq + 2 * Hkv, self.head_dim))  # (..., Hq+2Hkv, D)
         qk, v = qkv[..., : Hq + Hkv, :], qkv[..., Hq + Hkv :, :]
         if self.use_rope:  # q and k rotate together: one set of kernels
             qk = apply_rope(qk, cos, sin)
@@ -60,7 +67,11 @@ class Attention(nn.Module):
         [T, 1, D]. With start > 0 the queries also see the cached positions [0, start).
         The sequences are cache rows [row, row + B)."""
         B, T, _ = x.shape
-        q, k, v = self._qkv(x, cos, sin)  # (B, T, H, D)
+        qkv = self.wqkv(x)  # (B, T, (Hq + 2Hkv) D)
+        if (self.use_rope and not (fill_cache or start) and wants_training_ops(qkv)
+                and flash_attention_applies(qkv)):  # training: a leaner backward (training_ops)
+            return self.wo(causal_attention(qkv, cos, sin, self.n_heads, self.n_kv_heads))
+        q, k, v = self._qkv(x, cos, sin, qkv)  # (B, T, H, D)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         if fill_cache:
             self.cache.write_prefill(k, v, start, row)
