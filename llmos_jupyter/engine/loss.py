@@ -219,11 +219,20 @@ def labelled_rows(hidden: torch.Tensor, targets: torch.Tensor,
     leaves the loss and every gradient as they were. All rows when every one counts (or
     none does: the loss is then 0 either way).
     """
+    rows = labelled_positions(targets, ignore_index)
+    if rows is None:
+        return hidden, targets
+    return hidden.index_select(0, rows), targets.index_select(0, rows)
+
+
+def labelled_positions(targets: torch.Tensor,
+                       ignore_index: int = IGNORE_INDEX) -> torch.Tensor | None:
+    """Indices of the counted targets in targets [N], or None when every one counts (or
+    none does: all rows are then kept, the loss being 0 either way)."""
     counted = targets != ignore_index
     if bool(counted.all()) or not bool(counted.any()):
-        return hidden, targets
-    rows = counted.nonzero().squeeze(1)
-    return hidden.index_select(0, rows), targets.index_select(0, rows)
+        return None
+    return counted.nonzero().squeeze(1)
 
 
 def lm_loss(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor,
@@ -231,13 +240,17 @@ def lm_loss(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor,
     """Mean next-token loss of our Transformer: ids [B, T] -> logits, targets [B, T]
     (already shifted: targets[b, t] is the token after ids[b, t]; ignore_index masks).
 
-    Only labelled positions reach the LM head (`labelled_rows`). On CUDA the Triton
+    Only labelled positions reach the last block's output projection and MLP, the final
+    norm and the LM head (`labelled_positions`, `Transformer.hidden_states`): a masked
+    position's state matters to the loss only as keys and values. On CUDA the Triton
     kernel; elsewhere the fused chunked path (see the module docstring).
     """
-    hidden = model.hidden_states(ids)  # (B, T, dim), final norm applied
-    hidden = hidden.reshape(-1, hidden.shape[-1])  # (B*T, dim)
-    targets = targets.reshape(-1).to(hidden.device)
-    hidden, targets = labelled_rows(hidden, targets, ignore_index)
+    targets = targets.reshape(-1).to(ids.device)
+    rows = labelled_positions(targets, ignore_index)
+    hidden = model.hidden_states(ids, rows)  # (B, T, dim) or (len(rows), dim), normed
+    hidden = hidden.reshape(-1, hidden.shape[-1])  # (N, dim)
+    if rows is not None:
+        targets = targets.index_select(0, rows)
     weight = head_weight(model)
     if hidden.device.type == "cuda":
         from llmos_kernels import cross_entropy

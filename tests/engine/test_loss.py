@@ -88,10 +88,11 @@ def test_labelled_rows_keeps_the_counted_rows_in_order():
     assert labelled_rows(h, torch.arange(6))[0] is h  # everything counts
 
 
-@pytest.mark.parametrize("tied", [False, True])
-def test_lm_loss_on_labelled_rows_matches_full_logits(tied):
-    """Prompt-masked targets: lm_loss (head on labelled rows only) gives the loss and every
-    weight's gradient of the full logits' F.cross_entropy (Transformer.loss)."""
+@pytest.mark.parametrize("name,tied", [("tiny", False), ("tiny", True), ("tiny-gpt2", True)])
+def test_lm_loss_on_labelled_rows_matches_full_logits(name, tied):
+    """Prompt-masked targets: lm_loss (the last block's output projection and MLP, and the
+    head, on labelled rows only) gives the loss and every weight's gradient of the full
+    logits' F.cross_entropy (Transformer.loss)."""
     ids = torch.randint(0, 256, (3, 10), generator=torch.Generator().manual_seed(4))
     targets = torch.roll(ids, -1, dims=1)
     targets[0, :6] = IGNORE_INDEX  # a prompt
@@ -99,7 +100,7 @@ def test_lm_loss_on_labelled_rows_matches_full_logits(tied):
     targets[2, 7:] = IGNORE_INDEX  # padding
 
     def run(fn):
-        model = tiny_model(seed=2, tie_embeddings=tied).train()
+        model = tiny_model(name, seed=2, tie_embeddings=tied).train()
         loss = fn(model)
         loss.backward()
         return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
