@@ -34,7 +34,7 @@ from llmos_jupyter.engine.loss import (
     IGNORE_INDEX,
     fused_linear_cross_entropy,
     head_weight,
-    labelled_rows,
+    labelled_positions,
     lm_loss,
 )
 from llmos_jupyter.engine.train_data import DataOrder, Example, collate
@@ -398,10 +398,12 @@ def mean_loss(model: nn.Module, examples: list[Example], batch_size: int,
         n = int((targets != IGNORE_INDEX).sum())
         if n == 0:
             continue
-        hidden = model.hidden_states(ids.to(model.device))
-        hidden, flat = labelled_rows(hidden.reshape(-1, hidden.shape[-1]),
-                                     targets.reshape(-1).to(model.device))
-        loss = fused_linear_cross_entropy(hidden, weight, flat)
+        flat = targets.reshape(-1).to(model.device)
+        rows = labelled_positions(flat)  # the last block and the head on these alone
+        hidden = model.hidden_states(ids.to(model.device), rows)
+        if rows is not None:
+            flat = flat.index_select(0, rows)
+        loss = fused_linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, flat)
         total += float(loss) * n
         count += n
     return total / count if count else None

@@ -6,9 +6,15 @@ kernels each and keeps every intermediate alive until the backward; these save o
 what the backward reads and fold its steps:
 
   rms_norm   saves x and the per-row 1/rms; the backward is 4 passes over x.
-  swiglu     saves the gate and up projections (not silu(gate) nor their product,
-             recomputed in one pass); the input gradient of the gate and up halves is
-             ONE matmul over the fused [gate | up] weight instead of two plus a sum.
+  swiglu     saves the gate and up projections and silu(gate) (not their product);
+             the input gradient of the gate and up halves is ONE matmul over the fused
+             [gate | up] weight instead of two plus a sum.
+  causal_attention
+             from the fused qkv projection to the heads' outputs side by side: RoPE on
+             q and k (half by half, no flipped copy), torch's CPU flash attention and its
+             backward called directly, and the backward writes the q, k (RoPE undone)
+             and v gradients straight into one [..., qkv] tensor - where autograd would
+             zero-fill a qkv-sized tensor per slice and add them up.
 
 The model uses them only when a gradient is wanted and autocast is off (see
 transformer.py); inference runs the plain ops. Weight gradients are computed too, so a
@@ -70,19 +76,19 @@ class SwiGLUFunction(torch.autograd.Function):
         x2 = x.reshape(-1, shape[-1])  # (N, dim)
         w_gate, w_up = w_in.chunk(2)  # views: (ffn, dim) each
         gate, up = x2 @ w_gate.t(), x2 @ w_up.t()  # (N, ffn) each
-        h = F.silu(gate).mul_(up)  # (N, ffn)
-        out = h @ w_out.t()  # (N, dim)
-        ctx.save_for_backward(x2 if ctx.needs_input_grad[1] else None, w_in, w_out, gate, up)
+        act = F.silu(gate)  # kept: recomputing it in the backward costs a pass over gate
+        out = (act * up) @ w_out.t()  # (N, dim)
+        ctx.save_for_backward(x2 if ctx.needs_input_grad[1] else None, w_in, w_out, gate, up,
+                              act)
         ctx.shape = shape
         return out.view(*shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx, grad_out):
-        x2, w_in, w_out, gate, up = ctx.saved_tensors
+        x2, w_in, w_out, gate, up, act = ctx.saved_tensors
         g2 = grad_out.reshape(-1, grad_out.shape[-1])  # (N, dim)
         ffn = gate.shape[-1]
         grad_h = g2 @ w_out  # (N, ffn)
-        act = F.silu(gate)
         grad_in = torch.empty(g2.shape[0], 2 * ffn, dtype=g2.dtype, device=g2.device)
         # [d gate | d up] side by side, so one matmul with W_in gives the input gradient.
         torch.mul(grad_h, act, out=grad_in[:, ffn:])  # d up = grad_h * silu(gate)
@@ -102,3 +108,65 @@ def swiglu(x: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor) -> torch.Te
     """The SwiGLU MLP of x [..., dim]: w_in [2 * ffn, dim] (gate rows, then up rows),
     w_out [dim, ffn]; differentiable in all three (see SwiGLUFunction)."""
     return SwiGLUFunction.apply(x, w_in, w_out)
+
+
+def _rope_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor,
+               transpose: bool = False) -> torch.Tensor:
+    """out = x rotated by RoPE (rope.apply_rope's formula x * cos + swap_halves(x) *
+    sin_signed), or with transpose=True by its transpose (the backward: g * cos +
+    swap_halves(g * sin_signed)); each half updated in place instead of a flipped copy."""
+    h = x.shape[-1] // 2
+    torch.mul(x, cos, out=out)
+    sin_lo, sin_hi = sin_signed[..., :h], sin_signed[..., h:]
+    if transpose:
+        sin_lo, sin_hi = sin_hi, sin_lo
+    out[..., :h].addcmul_(x[..., h:], sin_lo)
+    out[..., h:].addcmul_(x[..., :h], sin_hi)
+    return out
+
+
+class CausalAttentionFunction(torch.autograd.Function):
+    """y = causal softmax attention of RoPE(q), RoPE(k), v, from qkv [B, T, (Hq + 2 Hkv) D]
+    (rows q heads, k heads, v heads) -> [B, T, Hq D]; cos / sin_signed [T, 1, D]."""
+
+    @staticmethod
+    def forward(ctx, qkv, cos, sin, n_heads, n_kv_heads):
+        B, T, _ = qkv.shape
+        Hq, Hqk = n_heads, n_heads + n_kv_heads
+        x = qkv.view(B, T, Hqk + n_kv_heads, -1)  # (B, T, H, D)
+        qk = _rope_into(x.new_empty(B, T, Hqk, x.shape[-1]), x[:, :, :Hqk], cos, sin)
+        q, k = qk[:, :, :Hq].transpose(1, 2), qk[:, :, Hq:].transpose(1, 2)  # (B, H, T, D)
+        v = x[:, :, Hqk:].transpose(1, 2)
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, True)
+        ctx.save_for_backward(q, k, v, out, lse, cos, sin)
+        ctx.heads = (Hq, Hqk)
+        return out.transpose(1, 2).reshape(B, T, -1)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        q, k, v, out, lse, cos, sin = ctx.saved_tensors
+        Hq, Hqk = ctx.heads
+        B, _, T, D = q.shape
+        grad_out = grad_y.reshape(B, T, Hq, D).transpose(1, 2)  # (B, Hq, T, D)
+        dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            grad_out, q, k, v, out, lse, 0.0, True)
+        grad = grad_y.new_empty(B, T, Hqk + v.shape[1], D)  # [q | k | v] heads, like qkv
+        _rope_into(grad[:, :, :Hq], dq.transpose(1, 2), cos, sin, transpose=True)
+        _rope_into(grad[:, :, Hq:Hqk], dk.transpose(1, 2), cos, sin, transpose=True)
+        grad[:, :, Hqk:] = dv.transpose(1, 2)
+        return grad.view(B, T, -1), None, None, None, None
+
+
+def flash_attention_applies(qkv: torch.Tensor) -> bool:
+    """Whether causal_attention can take qkv: float32 on CPU, where torch's CPU flash
+    attention (whose ops it calls) runs."""
+    return (qkv.device.type == "cpu" and qkv.dtype == torch.float32
+            and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward"))
+
+
+def causal_attention(qkv: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor,
+                     n_heads: int, n_kv_heads: int) -> torch.Tensor:
+    """Causal self-attention with RoPE from the fused projection qkv [B, T, (Hq + 2 Hkv) D]
+    to the heads' outputs [B, T, Hq D], with the scale 1/sqrt(D); cos / sin_signed
+    [T, 1, D] (rope.rope_tables). Differentiable in qkv (see CausalAttentionFunction)."""
+    return CausalAttentionFunction.apply(qkv, cos, sin_signed, n_heads, n_kv_heads)

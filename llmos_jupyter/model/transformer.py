@@ -28,7 +28,12 @@ from llmos_jupyter.model.fused_decode import FusedDecoder
 from llmos_jupyter.model.kv_cache import KVCache
 from llmos_jupyter.model.norms import make_norm
 from llmos_jupyter.model.rope import apply_rope, rope_tables
-from llmos_jupyter.model.training_ops import swiglu, wants_training_ops
+from llmos_jupyter.model.training_ops import (
+    causal_attention,
+    flash_attention_applies,
+    swiglu,
+    wants_training_ops,
+)
 
 
 class Attention(nn.Module):
@@ -44,23 +49,32 @@ class Attention(nn.Module):
         self.use_rope = config.arch != "gpt2"
         self.cache: KVCache | None = None
 
-    def _qkv(self, x: torch.Tensor, cos, sin):
-        """x [..., dim] -> q [..., Hq, D], k [..., Hkv, D], v [..., Hkv, D] (RoPE applied)."""
+    def _qkv(self, x: torch.Tensor, cos, sin, qkv: torch.Tensor | None = None):
+        """x [..., dim] -> q [..., Hq, D], k [..., Hkv, D], v [..., Hkv, D] (RoPE applied);
+        qkv: the projection wqkv(x) when already computed."""
         Hq, Hkv = self.n_heads, self.n_kv_heads
-        qkv = self.wqkv(x).unflatten(-1, (Hq + 2 * Hkv, self.head_dim))  # (..., Hq+2Hkv, D)
+        qkv = self.wqkv(x) if qkv is None else qkv
+        qkv = qkv.unflatten(-1, (Hq + 2 * Hkv, self.head_dim))  # (..., Hq+2Hkv, D)
         qk, v = qkv[..., : Hq + Hkv, :], qkv[..., Hq + Hkv :, :]
         if self.use_rope:  # q and k rotate together: one set of kernels
             qk = apply_rope(qk, cos, sin)
         return qk[..., :Hq, :], qk[..., Hq:, :], v
 
     def forward(
-        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0, row: int = 0
+        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0, row: int = 0,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Causal attention over x [B, T, dim] at positions [start, start + T); cos/sin
         [T, 1, D]. With start > 0 the queries also see the cached positions [0, start).
-        The sequences are cache rows [row, row + B)."""
+        The sequences are cache rows [row, row + B). rows (indices into the B * T
+        positions) keeps only those positions' outputs: [len(rows), dim]."""
         B, T, _ = x.shape
-        q, k, v = self._qkv(x, cos, sin)  # (B, T, H, D)
+        qkv = self.wqkv(x)  # (B, T, (Hq + 2Hkv) D)
+        if (self.use_rope and not (fill_cache or start) and wants_training_ops(qkv)
+                and flash_attention_applies(qkv)):  # training: a leaner backward (training_ops)
+            y = causal_attention(qkv, cos, sin, self.n_heads, self.n_kv_heads)
+            return self.wo(y if rows is None else y.view(B * T, -1).index_select(0, rows))
+        q, k, v = self._qkv(x, cos, sin, qkv)  # (B, T, H, D)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         if fill_cache:
             self.cache.write_prefill(k, v, start, row)
@@ -68,7 +82,10 @@ class Attention(nn.Module):
             k = self.cache.k_cache[row:row + B, :, : start + T]  # (B, Hkv, start + T, D)
             v = self.cache.v_cache[row:row + B, :, : start + T]
         y = backend.prefill(q, k, v)  # (B, Hq, T, D)
-        return self.wo(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, Hq*D) -> (B, T, dim)
+        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, Hq*D)
+        if rows is not None:
+            y = y.reshape(B * T, -1).index_select(0, rows)
+        return self.wo(y)  # (..., dim)
 
     def decode(self, x: torch.Tensor, cos, sin, positions, seqlens) -> torch.Tensor:
         """One token per sequence: x [B, dim]; cos/sin [B, 1, D]."""
@@ -130,9 +147,15 @@ class Block(nn.Module):
         self.ffn = FeedForward(config)
 
     def forward(
-        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0, row: int = 0
+        self, x: torch.Tensor, cos, sin, fill_cache: bool = False, start: int = 0, row: int = 0,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, fill_cache, start, row)
+        """x [B, T, dim] -> [B, T, dim]; with rows (indices into the B * T positions) only
+        those positions' outputs, [len(rows), dim]: every position still feeds the
+        attention's keys and values, but the output projection and the MLP run on the
+        kept rows alone."""
+        a = self.attn(self.attn_norm(x), cos, sin, fill_cache, start, row, rows)
+        x = x + a if rows is None else x.reshape(-1, x.shape[-1]).index_select(0, rows) + a
         return x + self.ffn(self.ffn_norm(x))
 
     def decode(self, x: torch.Tensor, cos, sin, positions, seqlens) -> torch.Tensor:
@@ -220,23 +243,27 @@ class Transformer(nn.Module):
         """Causal logits for ids [B, T] -> float32 [B, T, V]; uses no cache."""
         return self._head(self._blocks(ids))
 
-    def hidden_states(self, ids: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The final-normed hidden states [B, T, dim] of ids [B, T], before the LM head
-        (training fuses the head with its loss: engine/loss.py)."""
-        return self.norm(self._blocks(ids))
+        (training fuses the head with its loss: engine/loss.py). With rows (indices into
+        the B * T positions, row-major) only those positions' states, [len(rows), dim]:
+        the last block then runs its output projection and MLP on those rows alone."""
+        return self.norm(self._blocks(ids, rows))
 
-    def _blocks(self, ids: torch.Tensor) -> torch.Tensor:
+    def _blocks(self, ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         T = ids.shape[1]
         self._check_len(T)
         pos = torch.arange(T, device=ids.device)
         x = self._embed(ids, pos)  # (B, T, dim)
         cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]  # (T, 1, D)
         checkpointed = self.gradient_checkpointing and torch.is_grad_enabled()
-        for layer in self.layers:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            kept = rows if i == last else None  # earlier blocks' every row feeds keys/values
             if checkpointed:  # keep only each block's input; rerun the block in backward
-                x = checkpoint(layer, x, cos, sin, use_reentrant=False)
+                x = checkpoint(layer, x, cos, sin, rows=kept, use_reentrant=False)
             else:
-                x = layer(x, cos, sin)
+                x = layer(x, cos, sin, rows=kept)
         return x
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor | None = None,

@@ -57,6 +57,28 @@ def test_vocabulary_tiles_of_uneven_width_match(monkeypatch):
     torch.testing.assert_close(w1.grad, w2.grad, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("logit_scale", [1.0, 400.0])
+def test_frozen_head_one_pass_matches_f_cross_entropy(monkeypatch, logit_scale):
+    """A frozen head takes the one-pass path (running maximum, rescaled sums): uneven
+    tiles (49152 = 4 x 10000 + 9152), chunks of 16 rows, and logits in the hundreds,
+    where exp without the maximum would overflow float32."""
+    monkeypatch.setattr(loss_module, "ONLINE_VOCAB_TILE", 10000)
+    h, w, t = _inputs(50, 32, seed=3)
+    h = h * logit_scale
+    t[3], t[4] = V - 1, 10000  # targets on a tile's first column and the last tile's end
+    h1 = h.clone().requires_grad_(True)
+    ours = fused_linear_cross_entropy(h1, w, t, chunk_rows=16)
+    ours.backward()
+    h2 = h.clone().requires_grad_(True)
+    ref = F.cross_entropy(h2 @ w.t(), t, ignore_index=IGNORE_INDEX)
+    ref.backward()
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h1.grad, h2.grad, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # the loss alone (evaluation) takes the same path
+        torch.testing.assert_close(fused_linear_cross_entropy(h, w, t), ref.detach(),
+                                   atol=1e-5, rtol=1e-5)
+
+
 def test_labelled_rows_keeps_the_counted_rows_in_order():
     h = torch.arange(12.0).reshape(6, 2)
     t = torch.tensor([IGNORE_INDEX, 4, IGNORE_INDEX, 2, 9, IGNORE_INDEX])
@@ -66,10 +88,11 @@ def test_labelled_rows_keeps_the_counted_rows_in_order():
     assert labelled_rows(h, torch.arange(6))[0] is h  # everything counts
 
 
-@pytest.mark.parametrize("tied", [False, True])
-def test_lm_loss_on_labelled_rows_matches_full_logits(tied):
-    """Prompt-masked targets: lm_loss (head on labelled rows only) gives the loss and every
-    weight's gradient of the full logits' F.cross_entropy (Transformer.loss)."""
+@pytest.mark.parametrize("name,tied", [("tiny", False), ("tiny", True), ("tiny-gpt2", True)])
+def test_lm_loss_on_labelled_rows_matches_full_logits(name, tied):
+    """Prompt-masked targets: lm_loss (the last block's output projection and MLP, and the
+    head, on labelled rows only) gives the loss and every weight's gradient of the full
+    logits' F.cross_entropy (Transformer.loss)."""
     ids = torch.randint(0, 256, (3, 10), generator=torch.Generator().manual_seed(4))
     targets = torch.roll(ids, -1, dims=1)
     targets[0, :6] = IGNORE_INDEX  # a prompt
@@ -77,7 +100,7 @@ def test_lm_loss_on_labelled_rows_matches_full_logits(tied):
     targets[2, 7:] = IGNORE_INDEX  # padding
 
     def run(fn):
-        model = tiny_model(seed=2, tie_embeddings=tied).train()
+        model = tiny_model(name, seed=2, tie_embeddings=tied).train()
         loss = fn(model)
         loss.backward()
         return loss.detach(), {n: p.grad for n, p in model.named_parameters()}

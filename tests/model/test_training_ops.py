@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmos_jupyter.model.training_ops import rms_norm, swiglu, wants_training_ops
+from llmos_jupyter.model.rope import apply_rope, rope_tables
+from llmos_jupyter.model.training_ops import (
+    causal_attention,
+    rms_norm,
+    swiglu,
+    wants_training_ops,
+)
 from tests.model.helpers import rel_err, tiny_model
 
 
@@ -56,6 +62,27 @@ def test_swiglu_frozen_weights_give_only_the_input_gradient():
     out = swiglu(x, w_in, w_out)
     out.sum().backward()
     assert x.grad is not None and w_in.grad is None and w_out.grad is None
+
+
+def test_causal_attention_matches_autograd_of_rope_and_sdpa():
+    """Grouped-query heads (6 query heads over 2 kv heads), RoPE on q and k."""
+    B, T, Hq, Hkv, D = 2, 11, 6, 2, 16
+    cos, sin = rope_tables(D, 32, 10000.0)
+    cos, sin = cos[:T, None, :], sin[:T, None, :]  # (T, 1, D)
+    qkv = torch.randn(B, T, (Hq + 2 * Hkv) * D, generator=torch.Generator().manual_seed(2),
+                      requires_grad=True)
+
+    def reference(x):
+        x = x.unflatten(-1, (Hq + 2 * Hkv, D))
+        q, k = apply_rope(x[:, :, :Hq], cos, sin), apply_rope(x[:, :, Hq:Hq + Hkv], cos, sin)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                           x[:, :, Hq + Hkv:].transpose(1, 2), is_causal=True,
+                                           enable_gqa=True)
+        return y.transpose(1, 2).flatten(-2)
+
+    ours, (g_ours,) = _grads(lambda x: causal_attention(x, cos, sin, Hq, Hkv), qkv)
+    ref, (g_ref,) = _grads(reference, qkv)
+    assert rel_err(ours, ref) < 1e-6 and rel_err(g_ours, g_ref) < 1e-5
 
 
 def test_only_where_a_gradient_flows():
