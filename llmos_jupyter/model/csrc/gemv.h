@@ -227,6 +227,12 @@ inline void dot_rows(const Mat& A, int n, const float* x, float* out) {
 //    measured best on SmolLM2 at 8-32 rows: smaller blocks lost more to the parked
 //    accumulators than they won in cache.
 //  - A quantized block is dequantized once per tile and block, not once per x row.
+//  Measured and not taken (SmolLM2 at 32 rows): x rows outer with 6-24-row tiles and
+//  192-576 K-blocks (within noise), and a BLIS-style 6x16 broadcast kernel over each
+//  lane's K/16 slice joined in sum()'s tree (bit-exact too; its micro-kernel alone runs
+//  at ~85% of peak, but packing each 16-row panel per call and the 16 lane joins left it
+//  at 0.82x of this one). Going past ~58% of peak needs K-long loops, i.e. a sequential
+//  order over k for every path with weights packed once into panels.
 constexpr int BATCH_RN = 3, BATCH_MN = 4, BATCH_ROWS = 4 * BATCH_RN, BATCH_KB = 576;
 
 // acc[(r * M + m) * 16 + lane] += w[r][c] * x[m][c] for c in [0, kl), RN rows, MN x rows.
