@@ -32,9 +32,6 @@ from torch import nn
 from llmos_jupyter.engine.lora import apply_lora, merge_lora, resolve_targets
 from llmos_jupyter.engine.loss import (
     IGNORE_INDEX,
-    fused_linear_cross_entropy,
-    head_weight,
-    labelled_positions,
     lm_loss,
 )
 from llmos_jupyter.engine.train_data import DataOrder, Example, collate
@@ -392,18 +389,12 @@ def mean_loss(model: nn.Module, examples: list[Example], batch_size: int,
         return None
     model.eval()
     total, count = 0.0, 0
-    weight = head_weight(model).detach()
     for start in range(0, len(examples), batch_size):
         ids, targets = collate(examples[start:start + batch_size], pad_id)
         n = int((targets != IGNORE_INDEX).sum())
         if n == 0:
             continue
-        flat = targets.reshape(-1).to(model.device)
-        rows = labelled_positions(flat)  # the last block and the head on these alone
-        hidden = model.hidden_states(ids.to(model.device), rows)
-        if rows is not None:
-            flat = flat.index_select(0, rows)
-        loss = fused_linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, flat)
+        loss = lm_loss(model, ids.to(model.device), targets)
         total += float(loss) * n
         count += n
     return total / count if count else None

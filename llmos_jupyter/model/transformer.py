@@ -72,17 +72,16 @@ class Attention(nn.Module):
         qkv = self.wqkv(x)  # (B, T, (Hq + 2Hkv) D)
         if (self.use_rope and not (fill_cache or start) and wants_training_ops(qkv)
                 and flash_attention_applies(qkv)):  # training: a leaner backward (training_ops)
-            y = causal_attention(qkv, cos, sin, self.n_heads, self.n_kv_heads)
-            return self.wo(y if rows is None else y.view(B * T, -1).index_select(0, rows))
-        q, k, v = self._qkv(x, cos, sin, qkv)  # (B, T, H, D)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
-        if fill_cache:
-            self.cache.write_prefill(k, v, start, row)
-        if start:
-            k = self.cache.k_cache[row:row + B, :, : start + T]  # (B, Hkv, start + T, D)
-            v = self.cache.v_cache[row:row + B, :, : start + T]
-        y = backend.prefill(q, k, v)  # (B, Hq, T, D)
-        y = y.transpose(1, 2).reshape(B, T, -1)  # (B, T, Hq*D)
+            y = causal_attention(qkv, cos, sin, self.n_heads, self.n_kv_heads)  # (B, T, Hq*D)
+        else:
+            q, k, v = self._qkv(x, cos, sin, qkv)  # (B, T, H, D)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
+            if fill_cache:
+                self.cache.write_prefill(k, v, start, row)
+            if start:
+                k = self.cache.k_cache[row:row + B, :, : start + T]  # (B, Hkv, start + T, D)
+                v = self.cache.v_cache[row:row + B, :, : start + T]
+            y = backend.prefill(q, k, v).transpose(1, 2).reshape(B, T, -1)  # (B, T, Hq*D)
         if rows is not None:
             y = y.reshape(B * T, -1).index_select(0, rows)
         return self.wo(y)  # (..., dim)

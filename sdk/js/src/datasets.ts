@@ -60,12 +60,11 @@ export class Datasets {
    * The dataset's rows as a file in `format` (default jsonl), as a Blob: save it, or
    * read it with `await blob.text()`.
    */
-  async export(name: string, opts: RequestOptions & { format?: DatasetFormat } = {}): Promise<Blob> {
-    const response = await this.http.request(`api/datasets/${seg(name)}/export`, {
+  export(name: string, opts: RequestOptions & { format?: DatasetFormat } = {}): Promise<Blob> {
+    return this.http.blob(`api/datasets/${seg(name)}/export`, {
       query: { format: opts.format },
       signal: opts.signal,
     });
-    return response.blob();
   }
 
   /** Remove a dataset. */

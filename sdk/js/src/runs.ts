@@ -34,12 +34,11 @@ export class Runs {
    * A run's results as a file, one row per item (inputs, output, status), in `format`
    * (default jsonl), as a Blob.
    */
-  async export(id: string, opts: RequestOptions & { format?: 'jsonl' | 'csv' } = {}): Promise<Blob> {
-    const response = await this.http.request(`api/runs/${seg(id)}/export`, {
+  export(id: string, opts: RequestOptions & { format?: 'jsonl' | 'csv' } = {}): Promise<Blob> {
+    return this.http.blob(`api/runs/${seg(id)}/export`, {
       query: { format: opts.format },
       signal: opts.signal,
     });
-    return response.blob();
   }
 
   /** Ask a running run to stop; it ends as "cancelled" after the item in progress. */

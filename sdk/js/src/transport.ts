@@ -79,6 +79,12 @@ export class Transport {
     return (await response.json()) as T;
   }
 
+  /** The body of `path` as a Blob (a file download). */
+  async blob(path: string, call: Call = {}): Promise<Blob> {
+    const response = await this.request(path, call);
+    return response.blob();
+  }
+
   /** The JSON events of a server-sent event stream; `[DONE]` ends it, an error event throws. */
   async *events<T>(path: string, call: Call = {}): AsyncGenerator<T> {
     const response = await this.request(path, {
