@@ -216,20 +216,24 @@ inline void put(const Mat& A, float* y, size_t at, int n, float v, bool accumula
 }
 
 // ---------------------------------------------------------------- panels
-// Every product, of one x row or many, runs one kernel so that every (x row, weight row)
-// pair accumulates in the same order — a plain FMA chain over k ascending, from 0 — and a
-// batch gives bit for bit the results of single rows:
-//  - A panel of PANEL weight rows is dequantized and transposed, PANEL_KC columns at a
-//    time, into an L1 buffer holding column k's PANEL weights side by side (packing).
-//  - A register tile of up to PANEL_MR x rows runs down the buffer: per k, two weight
+// Every product, of one x row or many, dense or quantized, accumulates each output in one
+// order — a plain FMA chain over k ascending, from 0 — so a batch gives bit for bit its
+// rows' results alone, and quantized weights bit for bit their dequantized dense copy's:
+//  - Quantized weights are packed once (native.pack) into panels of PANEL rows side by
+//    side per column k, keeping their quants, so one column's 16 weights dequantize with
+//    two vector loads' worth of work and no shuffles.
+//  - Several x rows: a panel's columns are dequantized PANEL_KC at a time into an L1
+//    buffer, and register tiles of up to PANEL_MR x rows run down it. Per k, two weight
 //    vectors and one broadcast x value per row feed 2 * MR FMAs into 2 * MR accumulators
-//    (the BLIS micro-kernel). The FMA chains are K long, so the core's FMA pipes stay full;
-//    the accumulators go to memory between chunks and come back unchanged.
-//  - Packing costs a dequantization and an 8 x 8 transpose per weight, paid once per call
-//    and shared by every x row.
-//  Measured and not taken (SmolLM2, 32 rows): a 16-lane accumulator per row summed as a
-//  tree (58% of peak at best: its chains are too short or need a load per FMA), and
-//  per-lane slices of K joined in the tree's order (0.82x of that).
+//    (the BLIS micro-kernel): K-long chains keep both FMA pipes full. Measured on one
+//    Zen 3 core at 32 rows: the tiles ~100 GFLOP/s, the whole kernel ~89 (packing 8%),
+//    ~148 on two cores; the 16-lane-accumulator kernel this replaced reached ~58% of
+//    peak (its chains were 36 long, or needed a load per FMA), and a lane-sliced
+//    variant of it, packing per call, 0.82x of that.
+//  - One x row: panels dequantize in registers straight into the chains (a buffer would
+//    not be reused); dense rows transpose 8 x 8 blocks in registers.
+//  - Dense rows are never copied (a second float32 copy of a model costs too much
+//    memory): several x rows transpose them into the same L1 buffer per call.
 
 // buf[k * PANEL + i] = weight (p * PANEL + i, k0 + k) for k < kl, i < PANEL (rows past N:
 // 0). Quantized kinds read their pre-packed panel (k0, kl multiples of 32) and only
