@@ -26,7 +26,7 @@ PREFILL_REPEAT = 3  # prefill timings per model (the best counts; the same for e
 # WARM_UP: every model runs one full-length prefill untimed first. The first prefill of
 # that size in a process pays page faults for fresh multi-MB activations (glibc mmaps them
 # until its adaptive threshold rises), so without it whichever model ran first lost ~15%.
-LLAMA_CPP_FACT = 117.0  # tok/s decode, FACTS.md (llama-cpp-python 0.3.36, 2 threads)
+LLAMA_CPP_FACT = 117.0  # tok/s decode, llama-cpp-python 0.3.36 on our 2-core machine, 2 threads
 PROMPT = (
     "<|im_start|>user\nWrite a short story about a robot who learns to paint.<|im_end|>\n"
     "<|im_start|>assistant\n"
@@ -185,8 +185,8 @@ def main() -> None:
     print(f"ours auto ({auto_mode}) / transformers bfloat16: decode "
           f"{oauto['decode_tok_s'] / h16['decode_tok_s']:.2f}x (need >= 3x), prefill "
           f"{oauto['prefill_tok_s'] / h16['prefill_tok_s']:.2f}x")
-    ref, src = (lc, "measured in this run") if lc else (LLAMA_CPP_FACT, "figure from FACTS.md, "
-                                                       "not measured here")
+    ref, src = (lc, "measured in this run") if lc else (
+        LLAMA_CPP_FACT, "measured earlier on our 2-core machine, not in this run")
     print(f"llama.cpp decode {ref:.0f} tok/s ({src}): ours auto is "
           f"{oauto['decode_tok_s'] / ref:.2f}x of it")
     same = lambda a, b: tokens[a] == tokens[b]  # noqa: E731

@@ -112,9 +112,10 @@ class FusedDecoder:
 
     def _mat(self, module: nn.Module) -> native.Mat:
         if isinstance(module, GGMLLinear):
-            self._keep += [t for t in (module.qs, module.d, module.mn, module.bias)
+            A = module.mat()
+            self._keep += [t for t in (module.qs, module.d, module.mn, module.bias, *A.panels)
                            if t is not None]
-            return module.mat()
+            return A
         return self._mat_of(module.weight, module.bias)
 
     # --- the step ---------------------------------------------------------------------

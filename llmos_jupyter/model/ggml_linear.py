@@ -66,7 +66,16 @@ class GGMLLinear(nn.Module):
 
     def mat(self) -> native.Mat:
         """The kernels' view of this weight (valid while the buffers are)."""
-        return native.mat(self.ggml_type, self.qs, self.d, self.mn, self.bias)
+        return native.mat(self.ggml_type, self.qs, self.d, self.mn, self.bias, self.panels())
+
+    def panels(self) -> tuple[torch.Tensor, ...]:
+        """The weight repacked for the kernels (native.pack), built once per buffer: the
+        packed copy costs the quantized weight's size again."""
+        key = (self.qs.data_ptr(), self.d.data_ptr())
+        cached = getattr(self, "_panels", None)
+        if cached is None or cached[0] != key:
+            cached = self._panels = (key, native.pack(self.ggml_type, self.qs, self.d, self.mn))
+        return cached[1]
 
     def dequantized(self) -> torch.Tensor:
         """The float32 weight [N, K], rounded as gguf's dequantizer rounds it:

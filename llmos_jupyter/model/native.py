@@ -42,7 +42,7 @@ SOURCES = ("llmos_native.cpp", "gemv.h", "attention.h", "vmath.h", "pool.h")
 # -std=c++20: pool.h's sleeping waits off Linux (std::atomic::wait); Linux uses futexes.
 FLAGS = ("-O3", "-march=native", "-std=c++20", "-pthread", "-ffp-contract=off", "-shared",
          "-fPIC")
-ABI_VERSION = 2
+ABI_VERSION = 3
 KINDS = {"F32": 0, "Q4_0": 1, "Q4_1": 2, "Q8_0": 3}
 
 
@@ -51,21 +51,56 @@ class Mat(ctypes.Structure):
 
     _fields_ = [("kind", ctypes.c_int32), ("N", ctypes.c_int32), ("K", ctypes.c_int32),
                 ("pad", ctypes.c_int32), ("w", ctypes.c_void_p), ("d", ctypes.c_void_p),
-                ("m", ctypes.c_void_p), ("bias", ctypes.c_void_p)]
+                ("m", ctypes.c_void_p), ("bias", ctypes.c_void_p), ("pq", ctypes.c_void_p),
+                ("pd", ctypes.c_void_p), ("pm", ctypes.c_void_p)]
+
+
+PANEL = 16  # weight rows per packed panel (gemv.h)
+
+
+def pack(kind: str, w: torch.Tensor, d: torch.Tensor,
+         m: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """Quantized weights (as `mat` takes them) repacked as the kernels' panels: 16 rows side
+    by side per column k, so a column's 16 weights are one vector load (gemv.h's Mat says
+    the layout). Returns (pq, pd, pm) — pm None unless Q4_1 — about the weight's own size
+    again; rows past N are zero."""
+    N = w.shape[0]
+    P = -(-N // PANEL)
+    G = d.shape[1]
+
+    def panels(t: torch.Tensor) -> torch.Tensor:  # [N, G, ...] -> [P, G, ..., 16]
+        t = torch.cat([t, t.new_zeros((P * PANEL - N, *t.shape[1:]))])
+        t = t.view(P, PANEL, *t.shape[1:])
+        return t.permute(0, *range(2, t.dim()), 1).contiguous()
+
+    if kind == "Q8_0":
+        pq = panels(w.view(N, G, 32))  # [P, G, 32, 16]
+    else:
+        q = panels(torch.cat([w & 15, w >> 4], dim=-1))  # [P, G, 32, 16] nibbles
+        pq = (q[..., :8] | (q[..., 8:] << 4)).contiguous()  # [P, G, 32, 8]
+    return pq, panels(d), None if m is None else panels(m)
 
 
 def mat(kind: str, w: torch.Tensor, d: torch.Tensor | None = None,
-        m: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> Mat:
+        m: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+        panels: tuple[torch.Tensor, ...] | None = None) -> Mat:
     """A Mat over contiguous CPU tensors: w float32 [N, K] (kind "F32"), uint8 [N, K/32, 16]
-    (Q4_0 / Q4_1) or int8 [N, K] (Q8_0); d, m float32 [N, K/32]; bias float32 [N].
-    The caller keeps the tensors alive as long as the Mat is used."""
+    (Q4_0 / Q4_1) or int8 [N, K] (Q8_0); d, m float32 [N, K/32]; bias float32 [N];
+    `panels`, quantized kinds only, `pack`'s result for them (packed here when None).
+    The Mat holds the panels it packed; the caller keeps every other tensor alive as long
+    as the Mat is used."""
     N = w.shape[0]
     K = w.shape[1] if kind in ("F32", "Q8_0") else w.shape[1] * 32
     for t in (w, d, m, bias):
         if t is not None and not (t.is_contiguous() and t.device.type == "cpu"):
             raise ValueError("native kernels need contiguous CPU tensors")
+    if kind != "F32" and panels is None:
+        panels = pack(kind, w, d, m)
+    pq, pd, pm = panels or (None, None, None)
     ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-    return Mat(KINDS[kind], N, K, 0, ptr(w), ptr(d), ptr(m), ptr(bias))
+    A = Mat(KINDS[kind], N, K, 0, ptr(w), ptr(d), ptr(m), ptr(bias), ptr(pq), ptr(pd), ptr(pm))
+    A.panels = panels  # kept alive with the Mat
+    return A
 
 
 def cache_dir() -> Path:

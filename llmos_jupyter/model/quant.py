@@ -1,7 +1,7 @@
 """Weight-only quantized linear layers for CPU inference.
 
 Both compute `y = x W^T (+ b)` with W stored compactly; activations enter the torch
-kernel as bfloat16 (the only fast path on CPU, see FACTS.md) and the result is returned in
+kernel as bfloat16 (the only fast path for these torch kernels on CPU) and the result is returned in
 the caller's dtype, so a model can keep its residual stream in float32.
 
   Int4Linear  torch's int4 group-32 layout (`_weight_int4pack_mm_for_cpu`): per group of

@@ -53,7 +53,7 @@ def test_gemv_matches_float32_and_dense_bit_for_bit(kind, N, K, M):
 @pytest.mark.parametrize("kind", ["F32", "Q4_0", "Q4_1", "Q8_0"])
 @pytest.mark.parametrize("N,K", [(77, 160), (1001, 576)])
 def test_batched_rows_equal_single_rows_bit_for_bit(kind, N, K):
-    # A batch of x rows takes other kernels (register- and K-blocked) than one row; every
+    # A batch of x rows takes other kernels (an L1 panel buffer, register tiles) than one row; every
     # row must still come out exactly as alone, or batched runs would drift from single ones.
     if kind == "F32":
         keep = (torch.randn(N, K), torch.randn(N))  # the Mat points into these
@@ -61,10 +61,30 @@ def test_batched_rows_equal_single_rows_bit_for_bit(kind, N, K):
     else:
         keep, _ = _layer(kind, N, K, bias=True)
         A = keep.mat()
-    for M in (2, 5, 8, 13, 16):
+    for M in (2, 5, 8, 13, 16, 32):
         x = torch.randn(M, K)
         rows = torch.cat([native.gemv(A, x[m:m + 1]) for m in range(M)])
         assert torch.equal(native.gemv(A, x), rows), f"M={M}"
+
+
+@pytest.mark.parametrize("kind", ["Q4_1", "Q8_0"])
+def test_pack_lays_rows_side_by_side(kind):
+    layer, _ = _layer(kind, 20, 64)  # 2 panels, the second with 4 rows and 12 zero rows
+    pq, pd, pm = native.pack(kind, layer.qs, layer.d, layer.mn)
+    if kind == "Q8_0":
+        q = pq.permute(0, 3, 1, 2).reshape(32, 64)  # [P, G, 32, 16] -> [rows, K]
+        want = layer.qs.float()
+    else:  # byte i of a column: row i in the low nibble, row i + 8 in the high one
+        q = torch.stack([pq & 15, pq >> 4], dim=3).reshape(2, 2, 32, 16)
+        q = q.permute(0, 3, 1, 2).reshape(32, 64)
+        want = torch.cat([layer.qs & 15, layer.qs >> 4], dim=-1).reshape(20, 64).float()
+    assert torch.equal(q[:20].float(), want) and not q[20:].any()
+    rows = lambda t: t.permute(0, 2, 1).reshape(32, 2)  # noqa: E731  [P, G, 16] -> [rows, G]
+    assert torch.equal(rows(pd)[:20], layer.d) and not rows(pd)[20:].any()
+    if kind == "Q8_0":
+        assert pm is None
+    else:
+        assert torch.equal(rows(pm)[:20], layer.mn)
 
 
 @pytest.mark.parametrize("K", [7, 64, 100])  # widths that are not multiples of 16

@@ -1,17 +1,19 @@
-// Float32 matrix-vector products over dense float32 rows or GGML Q4_0 / Q4_1 / Q8_0 blocks.
+// Float32 matrix products over dense float32 rows or GGML Q4_0 / Q4_1 / Q8_0 blocks.
 //
 // y[m, n] = sum_k x[m, k] * w[n, k]. Quantized weights are dequantized in registers to
 // exactly the float32 values gguf's numpy dequantizer produces (Q4_1: (d*q) + m; Q4_0:
-// d*(q-8); Q8_0: q*d) and multiplied in float32. Every kind accumulates
-// a row in the SAME order (one 16-lane accumulator, k ascending in chunks of 16, then the
-// same horizontal sum), so a quantized matrix gives bit for bit the result of the dense
-// float32 matrix holding its dequantized weights: weight mode "ggml" decodes exactly like
-// "float32". (d*q is exact in float32 — see q4_dequant — which is what lets Q4_1 use one
-// FMA and still round like numpy's multiply-then-add.)
+// d*(q-8); Q8_0: q*d) and multiplied in float32. Every kind and every number of x rows
+// accumulates each output in the SAME order (one FMA chain over k ascending, from 0; see
+// "panels"), so a quantized matrix gives bit for bit the result of the dense float32
+// matrix holding its dequantized weights — weight mode "ggml" decodes exactly like
+// "float32" — and a batch gives bit for bit its rows' results alone. (d*q is exact in
+// float32 — see q4_dequant — which is what lets Q4_1 use one FMA and still round like
+// numpy's multiply-then-add.)
 #pragma once
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -25,6 +27,12 @@ struct Mat {
   const float* d;     // [N, K/32] block scales (quantized kinds)
   const float* m;     // [N, K/32] block minimums (Q4_1 only)
   const float* bias;  // [N] or null
+  // Quantized kinds: the same blocks as panels, packed once by native.py (see "panels"):
+  // pq: Q4 uint8 [P, K/32, 32, 8] (byte i: row i low nibble, row i + 8 high), Q8_0 int8
+  // [P, K/32, 32, 16]; pd, pm: [P, K/32, 16]; P = ceil(N / 16), rows past N zero.
+  const void* pq;
+  const float* pd;
+  const float* pm;
 };
 }
 
@@ -39,8 +47,7 @@ struct V { __m256 a, b; };  // lanes 0-7, 8-15
 inline V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
 inline V load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
 inline void store(float* p, V v) { _mm256_storeu_ps(p, v.a); _mm256_storeu_ps(p + 8, v.b); }
-// H is 8 lanes: one half of a V. Lane j of a V's accumulator only ever meets elements
-// 16c + j, so the halves can be accumulated in separate passes and joined for the sum.
+// H is 8 lanes: one half of a V, and the kernels' unit.
 using H = __m256;
 inline H zero_h() { return _mm256_setzero_ps(); }
 inline H load_h(const float* p) { return _mm256_loadu_ps(p); }
@@ -49,35 +56,25 @@ inline H fma_h(H x, H y, H c) { return _mm256_fmadd_ps(x, y, c); }
 // Keep h in a register: without this gcc folds each use of a loaded vector into the FMA
 // as a memory operand, which re-loads it per FMA and makes the loads the bottleneck.
 inline void pin(H& h) { asm("" : "+x"(h)); }
-inline V fma(V x, V y, V c) {
-  return {_mm256_fmadd_ps(x.a, y.a, c.a), _mm256_fmadd_ps(x.b, y.b, c.b)};
-}
-// Tree sum: lanes j + 8, then j + 4, j + 2, j + 1 (the portable build's order).
-inline float sum(V v) {
-  const __m256 s8 = _mm256_add_ps(v.a, v.b);
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
-}
-// sum() of the eight 16-lane accumulators p, p + stride, ..., p + 7 * stride at once, in
-// sum()'s order (lanes j + 8, then j + 4, j + 2, j + 1), so bit for bit its results.
-inline __m256 sum8(const float* p, size_t stride) {
-  __m256 s[8];  // s[i] lane j: lanes j and j + 8 of accumulator i
-  for (int i = 0; i < 8; ++i)
-    s[i] = _mm256_add_ps(_mm256_loadu_ps(p + i * stride), _mm256_loadu_ps(p + i * stride + 8));
-  __m256 t[4];  // t[i] = [s[2i] j + (j + 4) | s[2i + 1] j + (j + 4)], j < 4
-  for (int i = 0; i < 4; ++i)
-    t[i] = _mm256_add_ps(_mm256_permute2f128_ps(s[2 * i], s[2 * i + 1], 0x20),
-                         _mm256_permute2f128_ps(s[2 * i], s[2 * i + 1], 0x31));
-  // + (j + 2): [u0 0, u0 1, u2 0, u2 1 | u1 0, u1 1, u3 0, u3 1] and likewise u4..u7.
-  const __m256 u0 = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                  _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m256 u1 = _mm256_add_ps(_mm256_shuffle_ps(t[2], t[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                                  _mm256_shuffle_ps(t[2], t[3], _MM_SHUFFLE(3, 2, 3, 2)));
-  // + (j + 1): [r0, r2, r4, r6 | r1, r3, r5, r7], then into order.
-  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
-  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+inline H bcast_h(const float* p) { return _mm256_broadcast_ss(p); }
+inline H add_h(H a, H b) { return _mm256_add_ps(a, b); }
+// r[i] lane j <- r[j] lane i.
+inline void transpose8(H r[8]) {
+  H t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);      // columns 0, 1 | 4, 5
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);  // columns 2, 3 | 6, 7
+  }
+  for (int i = 0; i < 2; ++i) {  // u[4i + c]: column c | c + 4 of rows 4i .. 4i + 3
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
 }
 // Dequantized weights of 8 nibbles q (int32 lanes), as gguf rounds them. d is an fp16
 // (11 significant bits) and q has 4, so d*q is exact in float32: (d*q) + m rounds once,
@@ -109,6 +106,20 @@ inline V q8_weights(const int8_t* q, float d) {  // q*d: exact (8 x 11 significa
   };
   return {w8(q), w8(q + 8)};
 }
+// Column k of a packed panel block: the 16 rows' weights, rows 0-7 in w0, 8-15 in w1.
+template <int KIND>
+inline void panel_column(const void* pq, int k, H d0, H d1, H m0, H m1, H& w0, H& w1) {
+  if (KIND == Q8_0) {
+    const int8_t* q = static_cast<const int8_t*>(pq) + k * 16;
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+    w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), d0);
+    w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8))), d1);
+  } else {
+    const __m256i b = widen8(static_cast<const uint8_t*>(pq) + k * 8);
+    w0 = q4_dequant<KIND>(_mm256_and_si256(b, _mm256_set1_epi32(15)), d0, m0);
+    w1 = q4_dequant<KIND>(_mm256_srli_epi32(b, 4), d1, m1);
+  }
+}
 #else
 // Portable build: the same math and order on a 16-float struct (the compiler vectorizes).
 struct V { float v[16]; };
@@ -124,14 +135,20 @@ inline H fma_h(H a, H b, H c) {
   return c;
 }
 inline void pin(H&) {}
-inline V fma(V a, V b, V c) {
-  for (int j = 0; j < 16; ++j) c.v[j] = std::fma(a.v[j], b.v[j], c.v[j]);
-  return c;
+inline H add_h(H a, H b) {
+  for (int j = 0; j < 8; ++j) a.v[j] += b.v[j];
+  return a;
 }
-inline float sum(V a) {
-  for (int w = 8; w >= 1; w /= 2)
-    for (int j = 0; j < w; ++j) a.v[j] += a.v[j + w];
-  return a.v[0];
+inline H bcast_h(const float* p) {
+  H r;
+  for (int j = 0; j < 8; ++j) r.v[j] = *p;
+  return r;
+}
+inline void transpose8(H r[8]) {
+  H t[8];
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) t[j].v[i] = r[i].v[j];
+  for (int i = 0; i < 8; ++i) r[i] = t[i];
 }
 template <int KIND>
 inline void q4_weights(const uint8_t* q, float d, float m, V& lo, V& hi) {
@@ -145,6 +162,20 @@ inline V q8_weights(const int8_t* q, float d) {
   V r;
   for (int j = 0; j < 16; ++j) r.v[j] = float(q[j]) * d;
   return r;
+}
+template <int KIND>
+inline void panel_column(const void* pq, int k, H d0, H d1, H m0, H m1, H& w0, H& w1) {
+  for (int i = 0; i < 8; ++i) {
+    if (KIND == Q8_0) {
+      const int8_t* q = static_cast<const int8_t*>(pq) + k * 16;
+      w0.v[i] = float(q[i]) * d0.v[i];
+      w1.v[i] = float(q[i + 8]) * d1.v[i];
+    } else {
+      const int b = static_cast<const uint8_t*>(pq)[k * 8 + i], lo = b & 15, hi = b >> 4;
+      w0.v[i] = KIND == Q4_1 ? d0.v[i] * float(lo) + m0.v[i] : d0.v[i] * float(lo - 8);
+      w1.v[i] = KIND == Q4_1 ? d1.v[i] * float(hi) + m1.v[i] : d1.v[i] * float(hi - 8);
+    }
+  }
 }
 #endif
 }  // namespace vec
@@ -164,137 +195,8 @@ inline void block_weights(const Mat& A, size_t b, vec::V& lo, vec::V& hi) {
   }
 }
 
-// Dot products of R consecutive weight rows n..n+R-1 with one x row; out[r] per row.
-// R rows share each load of x and give the core R independent FMA chains.
-template <int KIND, int R>
-inline void dot_rows(const Mat& A, int n, const float* x, float* out) {
-  using namespace vec;
-  const int K = A.K, G = K / 32;
-  V acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = zero();
-  if (KIND == F32) {
-    const float* w = static_cast<const float*>(A.w) + size_t(n) * K;
-    const int K16 = K & ~15;
-    for (int c = 0; c < K16; c += 16) {
-      const V xv = load(x + c);
-      for (int r = 0; r < R; ++r) {
-        prefetch(w + size_t(r + R) * K + c);  // the same line of the next tile
-        acc[r] = fma(load(w + size_t(r) * K + c), xv, acc[r]);
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      float s = sum(acc[r]);
-      for (int k = K16; k < K; ++k) s += w[size_t(r) * K + k] * x[k];  // widths not /16
-      out[r] = s;
-    }
-    return;
-  }
-  const size_t row0 = size_t(n) * G;  // block index of (row n, block 0)
-  constexpr int BLOCK = KIND == Q8_0 ? 32 : 16;  // bytes of quants per block
-  const char* wq = static_cast<const char*>(A.w);
-  for (int g = 0; g < G; ++g) {
-    const V x0 = load(x + g * 32), x1 = load(x + g * 32 + 16);
-    for (int r = 0; r < R; ++r) {
-      const size_t b = row0 + size_t(r) * G + g;
-      // Fetch the next tile's lines while this one computes: the hardware prefetcher alone
-      // left the stream at ~40% of the memory bandwidth (one block per line step).
-      if (g % (64 / BLOCK) == 0) prefetch(wq + (b + size_t(R) * G) * BLOCK);
-      if (g % 16 == 0) {
-        prefetch(A.d + b + size_t(R) * G);
-        if (KIND == Q4_1) prefetch(A.m + b + size_t(R) * G);
-      }
-      V lo, hi;
-      block_weights<KIND>(A, b, lo, hi);
-      acc[r] = fma(lo, x0, acc[r]);
-      acc[r] = fma(hi, x1, acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) out[r] = sum(acc[r]);
-}
-
-// ---------------------------------------------------------------- several x rows (M > 1)
-// A batch multiplies each weight row with M x rows, so FMAs, not memory, bound it, and the
-// work is arranged for them while every (row, x row) pair still accumulates in exactly the
-// order of dot_rows (16 lanes, k ascending in chunks of 16, the same horizontal sum, then
-// the tail): a batch gives bit for bit the results of single rows.
-//  - Register blocking: lanes 0-7 and 8-15 of the 16-lane accumulators are summed in two
-//    passes (lane j only ever meets elements 16c + j), so BATCH_RN x BATCH_MN pairs take
-//    one register each, and a step loads RN weight and MN x vectors for RN * MN FMAs
-//    (3 x 4: 7 loads, 12 FMAs). A whole-V accumulator would need a load per FMA.
-//  - K blocking: a tile of BATCH_ROWS weight rows runs over K in blocks of BATCH_KB, its
-//    accumulators parked in memory between blocks, so the x block all the rows share and
-//    the dequantized weight block stay near L1 (a whole x of 8 rows x 1536 does not). 576
-//    measured best on SmolLM2 at 8-32 rows: smaller blocks lost more to the parked
-//    accumulators than they won in cache.
-//  - A quantized block is dequantized once per tile and block, not once per x row.
-//  Measured and not taken (SmolLM2 at 32 rows): x rows outer with 6-24-row tiles and
-//  192-576 K-blocks (within noise), and a BLIS-style 6x16 broadcast kernel over each
-//  lane's K/16 slice joined in sum()'s tree (bit-exact too; its micro-kernel alone runs
-//  at ~85% of peak, but packing each 16-row panel per call and the 16 lane joins left it
-//  at 0.82x of this one). Going past ~58% of peak needs K-long loops, i.e. a sequential
-//  order over k for every path with weights packed once into panels.
-constexpr int BATCH_RN = 3, BATCH_MN = 4, BATCH_ROWS = 4 * BATCH_RN, BATCH_KB = 576;
-
-// acc[(r * M + m) * 16 + lane] += w[r][c] * x[m][c] for c in [0, kl), RN rows, MN x rows.
-template <int RN, int MN>
-inline void block_fma(const float* const* w, int kl, const float* x, int ldx, float* acc,
-                      int M) {
-  using namespace vec;
-  for (int half = 0; half < 2; ++half) {
-    H a[RN][MN];
-    for (int r = 0; r < RN; ++r)
-      for (int m = 0; m < MN; ++m) a[r][m] = load_h(acc + (r * M + m) * 16 + half * 8);
-    for (int c = half * 8; c < kl; c += 16) {
-      H wv[RN];
-      for (int r = 0; r < RN; ++r) {
-        wv[r] = load_h(w[r] + c);
-        pin(wv[r]);
-      }
-      for (int m = 0; m < MN; ++m) {
-        H xv = load_h(x + size_t(m) * ldx + c);
-        pin(xv);
-        for (int r = 0; r < RN; ++r) a[r][m] = fma_h(wv[r], xv, a[r][m]);
-      }
-    }
-    for (int r = 0; r < RN; ++r)
-      for (int m = 0; m < MN; ++m) store_h(acc + (r * M + m) * 16 + half * 8, a[r][m]);
-  }
-}
-
-// RN rows against all M x rows, MN at a time.
-template <int RN>
-inline void block_fma_all(const float* const* w, int kl, const float* x, int ldx, float* acc,
-                          int M) {
-  int m0 = 0;
-  for (; m0 + BATCH_MN <= M; m0 += BATCH_MN)
-    block_fma<RN, BATCH_MN>(w, kl, x + size_t(m0) * ldx, ldx, acc + m0 * 16, M);
-  static_assert(BATCH_MN == 4, "the remainder cases below");
-  const float* xr = x + size_t(m0) * ldx;
-  switch (M - m0) {
-    case 3: block_fma<RN, 3>(w, kl, xr, ldx, acc + m0 * 16, M); break;
-    case 2: block_fma<RN, 2>(w, kl, xr, ldx, acc + m0 * 16, M); break;
-    case 1: block_fma<RN, 1>(w, kl, xr, ldx, acc + m0 * 16, M); break;
-    default: break;
-  }
-}
-
-// Weights [k0, k0 + kl) of quantized row n into buf (k0, kl multiples of 32), prefetching
-// the same row's next block.
-template <int KIND>
-inline void dequant_slice(const Mat& A, int n, int k0, int kl, float* buf) {
-  const size_t b0 = size_t(n) * (A.K / 32) + k0 / 32;
-  constexpr int BLOCK = KIND == Q8_0 ? 32 : 16;
-  const char* wq = static_cast<const char*>(A.w);
-  for (int g = 0; g < kl / 32; ++g) {
-    if (g % (64 / BLOCK) == 0) prefetch(wq + (b0 + BATCH_KB / 32 + g) * BLOCK);
-    vec::V lo, hi;
-    block_weights<KIND>(A, b0 + g, lo, hi);
-    vec::store(buf + g * 32, lo);
-    vec::store(buf + g * 32 + 16, hi);
-  }
-  prefetch(A.d + b0 + BATCH_KB / 32);
-  if (KIND == Q4_1) prefetch(A.m + b0 + BATCH_KB / 32);
-}
+// Weight rows per panel, columns per packed chunk, x rows per register tile (see panels).
+constexpr int PANEL = 16, PANEL_KC = 256, PANEL_MR = 5;
 
 // Per-thread scratch of at least n floats, 64-byte aligned (a 32-byte load that straddles
 // two cache lines costs two). Grows, never shrinks; one per thread.
@@ -305,17 +207,7 @@ inline float* scratch(size_t n) {
   return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
 }
 
-// Weight rows per tile: dense rows are pure streaming, so 4 share each x load; quantized
-// rows keep more registers busy (dequantization), and 2 per tile measured ~7% faster.
-// Several x rows take BATCH_ROWS rows per tile (see the batch kernels).
-template <int KIND>
-constexpr int tile_rows() { return KIND == F32 ? 4 : 2; }
-
-template <int KIND>
-inline int tiles(const Mat& A, int M) {
-  const int R = M > 1 ? BATCH_ROWS : tile_rows<KIND>();
-  return (A.N + R - 1) / R;
-}
+inline int panels(const Mat& A) { return (A.N + PANEL - 1) / PANEL; }
 
 // y[m*ldy + n] (+)= v (+ bias[n]); `accumulate` adds into y (the residual stream).
 inline void put(const Mat& A, float* y, size_t at, int n, float v, bool accumulate) {
@@ -323,91 +215,237 @@ inline void put(const Mat& A, float* y, size_t at, int n, float v, bool accumula
   y[at] = accumulate ? y[at] + v : v;
 }
 
-// Rows [t*R, t*R + R) of y for one x row, R = tile_rows.
+// ---------------------------------------------------------------- panels
+// Every product, of one x row or many, dense or quantized, accumulates each output in one
+// order — a plain FMA chain over k ascending, from 0 — so a batch gives bit for bit its
+// rows' results alone, and quantized weights bit for bit their dequantized dense copy's:
+//  - Quantized weights are packed once (native.pack) into panels of PANEL rows side by
+//    side per column k, keeping their quants, so one column's 16 weights dequantize with
+//    two vector loads' worth of work and no shuffles.
+//  - Several x rows: a panel's columns are dequantized PANEL_KC at a time into an L1
+//    buffer, and register tiles of up to PANEL_MR x rows run down it. Per k, two weight
+//    vectors and one broadcast x value per row feed 2 * MR FMAs into 2 * MR accumulators
+//    (the BLIS micro-kernel): K-long chains keep both FMA pipes full. Measured on one
+//    Zen 3 core at 32 rows: the tiles ~100 GFLOP/s, the whole kernel ~89 (packing 8%),
+//    ~148 on two cores; the 16-lane-accumulator kernel this replaced reached ~58% of
+//    peak (its chains were 36 long, or needed a load per FMA), and a lane-sliced
+//    variant of it, packing per call, 0.82x of that.
+//  - One x row: panels dequantize in registers straight into the chains (a buffer would
+//    not be reused); dense rows transpose 8 x 8 blocks in registers.
+//  - Dense rows are never copied (a second float32 copy of a model costs too much
+//    memory): several x rows transpose them into the same L1 buffer per call.
+
+// buf[k * PANEL + i] = weight (p * PANEL + i, k0 + k) for k < kl, i < PANEL (rows past N:
+// 0). Quantized kinds read their pre-packed panel (k0, kl multiples of 32) and only
+// dequantize; dense rows are transposed here, 8 x 8 at a time.
 template <int KIND>
-inline void gemv_tile(const Mat& A, int t, const float* x, float* y, bool accumulate) {
-  constexpr int R = tile_rows<KIND>();
-  const int n0 = t * R, n1 = n0 + R < A.N ? n0 + R : A.N;
-  float out[R];
-  if (n1 - n0 == R) {
-    dot_rows<KIND, R>(A, n0, x, out);
-  } else {
-    for (int n = n0; n < n1; ++n) dot_rows<KIND, 1>(A, n, x, out + (n - n0));
+inline void pack_panel(const Mat& A, int p, int k0, int kl, float* buf) {
+  using namespace vec;
+  if (KIND != F32) {
+    const int G = A.K / 32;
+    constexpr int QB = KIND == Q8_0 ? 32 * 16 : 32 * 8;  // bytes of one packed block
+    for (int g = k0 / 32; g < (k0 + kl) / 32; ++g) {
+      const size_t blk = size_t(p) * G + g;
+      const float* d = A.pd + blk * PANEL;
+      const float* m = KIND == Q4_1 ? A.pm + blk * PANEL : d;  // Q4_0, Q8_0: unused
+      const H d0 = load_h(d), d1 = load_h(d + 8), m0 = load_h(m), m1 = load_h(m + 8);
+      const char* q = static_cast<const char*>(A.pq) + blk * QB;
+      float* out = buf + size_t(g * 32 - k0) * PANEL;
+      for (int k = 0; k < 32; ++k) {
+        H w0, w1;
+        panel_column<KIND>(q, k, d0, d1, m0, m1, w0, w1);
+        store_h(out + k * PANEL, w0);
+        store_h(out + k * PANEL + 8, w1);
+      }
+    }
+    return;
   }
-  for (int n = n0; n < n1; ++n) put(A, y, n, n, out[n - n0], accumulate);
+  const int n0 = p * PANEL, k8 = kl & ~7;
+  const float* w = static_cast<const float*>(A.w);
+  for (int half = 0; half < PANEL / 8; ++half) {
+    const int r0 = n0 + half * 8;
+    for (int k = 0; k < k8; k += 8) {
+      H r[8];
+      for (int i = 0; i < 8; ++i)
+        r[i] = r0 + i < A.N ? load_h(w + size_t(r0 + i) * A.K + k0 + k) : zero_h();
+      transpose8(r);
+      for (int j = 0; j < 8; ++j) store_h(buf + (k + j) * PANEL + half * 8, r[j]);
+    }
+  }
+  for (int k = k8; k < kl; ++k)  // widths not a multiple of 8
+    for (int i = 0; i < PANEL; ++i)
+      buf[k * PANEL + i] = n0 + i < A.N ? w[size_t(n0 + i) * A.K + k0 + k] : 0.f;
 }
 
-// Rows [t*BATCH_ROWS, ...) of y for all M > 1 x rows (see the batch kernels).
+// One x row against quantized panels p0 and (NP == 2) p0 + 1, dequantizing in registers:
+// the FMA chains of panel_tile with MR = 1, without the buffer. out: NP * PANEL floats.
+template <int KIND, int NP>
+inline void panels_row(const Mat& A, int p0, const float* x, float* out) {
+  using namespace vec;
+  const int G = A.K / 32;
+  constexpr int QB = KIND == Q8_0 ? 32 * 16 : 32 * 8;
+  H a0 = zero_h(), b0 = zero_h(), a1 = zero_h(), b1 = zero_h();
+  for (int g = 0; g < G; ++g) {
+    const size_t blk0 = size_t(p0) * G + g, blk1 = blk0 + (NP > 1 ? G : 0);
+    const float* d = A.pd;
+    const float* m = KIND == Q4_1 ? A.pm : A.pd;
+    const H d00 = load_h(d + blk0 * PANEL), d01 = load_h(d + blk0 * PANEL + 8);
+    const H m00 = load_h(m + blk0 * PANEL), m01 = load_h(m + blk0 * PANEL + 8);
+    const H d10 = load_h(d + blk1 * PANEL), d11 = load_h(d + blk1 * PANEL + 8);
+    const H m10 = load_h(m + blk1 * PANEL), m11 = load_h(m + blk1 * PANEL + 8);
+    const char* q0 = static_cast<const char*>(A.pq) + blk0 * QB;
+    const char* q1 = static_cast<const char*>(A.pq) + blk1 * QB;
+    prefetch(q0 + 2 * QB);
+    if (NP > 1) prefetch(q1 + 2 * QB);
+    for (int k = 0; k < 32; ++k) {
+      const H xb = bcast_h(x + g * 32 + k);
+      H w0, w1;
+      panel_column<KIND>(q0, k, d00, d01, m00, m01, w0, w1);
+      a0 = fma_h(w0, xb, a0);
+      b0 = fma_h(w1, xb, b0);
+      if (NP > 1) {
+        panel_column<KIND>(q1, k, d10, d11, m10, m11, w0, w1);
+        a1 = fma_h(w0, xb, a1);
+        b1 = fma_h(w1, xb, b1);
+      }
+    }
+  }
+  store_h(out, a0), store_h(out + 8, b0);
+  if (NP > 1) store_h(out + PANEL, a1), store_h(out + PANEL + 8, b1);
+}
+
+// c[m * PANEL + i] += buf[k * PANEL + i] * x[m * ldx + k] for k < kl ascending, m < MR:
+// one FMA chain per output. The accumulators are named variables, not an array: gcc kept
+// an array of ten or more vectors on the stack, storing it on every k (a third the speed).
+template <int MR>
+inline void panel_tile(const float* buf, int kl, const float* x, int ldx, float* c) {
+  static_assert(MR >= 1 && MR <= 5, "five accumulator pairs below");
+  using namespace vec;
+  const float* x0 = x;
+  const float* x1 = x + size_t(ldx) * (MR > 1 ? 1 : 0);
+  const float* x2 = x + size_t(ldx) * (MR > 2 ? 2 : 0);
+  const float* x3 = x + size_t(ldx) * (MR > 3 ? 3 : 0);
+  const float* x4 = x + size_t(ldx) * (MR > 4 ? 4 : 0);
+  H a0 = load_h(c), b0 = load_h(c + 8), a1, b1, a2, b2, a3, b3, a4, b4;
+  if constexpr (MR > 1) a1 = load_h(c + PANEL), b1 = load_h(c + PANEL + 8);
+  if constexpr (MR > 2) a2 = load_h(c + 2 * PANEL), b2 = load_h(c + 2 * PANEL + 8);
+  if constexpr (MR > 3) a3 = load_h(c + 3 * PANEL), b3 = load_h(c + 3 * PANEL + 8);
+  if constexpr (MR > 4) a4 = load_h(c + 4 * PANEL), b4 = load_h(c + 4 * PANEL + 8);
+  for (int k = 0; k < kl; ++k) {
+    H w0 = load_h(buf + k * PANEL), w1 = load_h(buf + k * PANEL + 8);
+    pin(w0);
+    pin(w1);
+    H xb = bcast_h(x0 + k);
+    a0 = fma_h(w0, xb, a0);
+    b0 = fma_h(w1, xb, b0);
+    if constexpr (MR > 1) xb = bcast_h(x1 + k), a1 = fma_h(w0, xb, a1), b1 = fma_h(w1, xb, b1);
+    if constexpr (MR > 2) xb = bcast_h(x2 + k), a2 = fma_h(w0, xb, a2), b2 = fma_h(w1, xb, b2);
+    if constexpr (MR > 3) xb = bcast_h(x3 + k), a3 = fma_h(w0, xb, a3), b3 = fma_h(w1, xb, b3);
+    if constexpr (MR > 4) xb = bcast_h(x4 + k), a4 = fma_h(w0, xb, a4), b4 = fma_h(w1, xb, b4);
+  }
+  store_h(c, a0), store_h(c + 8, b0);
+  if constexpr (MR > 1) store_h(c + PANEL, a1), store_h(c + PANEL + 8, b1);
+  if constexpr (MR > 2) store_h(c + 2 * PANEL, a2), store_h(c + 2 * PANEL + 8, b2);
+  if constexpr (MR > 3) store_h(c + 3 * PANEL, a3), store_h(c + 3 * PANEL + 8, b3);
+  if constexpr (MR > 4) store_h(c + 4 * PANEL, a4), store_h(c + 4 * PANEL + 8, b4);
+}
+
+// Panel t's outputs for all M x rows: y[m * ldy + n] (+)= x[m] . w[n] (+ bias[n]).
 template <int KIND>
-inline void gemv_batch_tile(const Mat& A, int t, const float* x, int M, float* y, int ldy,
-                            bool accumulate) {
-  const int K = A.K, K16 = K & ~15;
-  const int n0 = t * BATCH_ROWS, nr = n0 + BATCH_ROWS < A.N ? BATCH_ROWS : A.N - n0;
-  float* acc = scratch(size_t(nr) * M * 16 + BATCH_RN * BATCH_KB);
-  float* wbuf = acc + size_t(nr) * M * 16;  // 64-byte aligned: nr * M * 16 floats before
-  for (size_t i = 0; i < size_t(nr) * M * 16; ++i) acc[i] = 0.f;
-  for (int k0 = 0; k0 < K16; k0 += BATCH_KB) {
-    const int kl = K16 - k0 < BATCH_KB ? K16 - k0 : BATCH_KB;
-    for (int g = 0; g < nr; g += BATCH_RN) {
-      const int rn = nr - g < BATCH_RN ? nr - g : BATCH_RN;
-      const float* w[BATCH_RN];
-      for (int r = 0; r < rn; ++r) {
-        if (KIND == F32) {
-          w[r] = static_cast<const float*>(A.w) + size_t(n0 + g + r) * K + k0;
-        } else {
-          dequant_slice<KIND>(A, n0 + g + r, k0, kl, wbuf + r * BATCH_KB);
-          w[r] = wbuf + r * BATCH_KB;
-        }
+inline void gemv_panel(const Mat& A, int t, const float* x, int M, float* y, int ldy,
+                       bool accumulate) {
+  const int K = A.K, n0 = t * PANEL, nr = A.N - n0 < PANEL ? A.N - n0 : PANEL;
+  float* buf = scratch(size_t(PANEL) * PANEL_KC + size_t(M) * PANEL);
+  float* c = buf + PANEL * PANEL_KC;
+  // x rows in tiles as even as the register tile allows (32 rows: 5, 5, 5, 5, 4, 4, 4), so no
+  // tile is left with too few FMA chains to hide their latency.
+  const int n_tiles = (M + PANEL_MR - 1) / PANEL_MR;
+  std::memset(c, 0, sizeof(float) * M * PANEL);  // FMA chains start from 0
+  for (int k0 = 0; k0 < K; k0 += PANEL_KC) {
+    const int kl = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
+    pack_panel<KIND>(A, t, k0, kl, buf);
+    for (int i = 0, m0 = 0; i < n_tiles; ++i) {
+      const int mr = (M - m0 + (n_tiles - i) - 1) / (n_tiles - i);
+      const float* xm = x + size_t(m0) * K + k0;
+      float* cm = c + m0 * PANEL;
+      switch (mr) {
+        case 5: panel_tile<5>(buf, kl, xm, K, cm); break;
+        case 4: panel_tile<4>(buf, kl, xm, K, cm); break;
+        case 3: panel_tile<3>(buf, kl, xm, K, cm); break;
+        case 2: panel_tile<2>(buf, kl, xm, K, cm); break;
+        default: panel_tile<1>(buf, kl, xm, K, cm); break;
       }
-      float* a = acc + size_t(g) * M * 16;
-      switch (rn) {
-        case 3: block_fma_all<3>(w, kl, x + k0, K, a, M); break;
-        case 2: block_fma_all<2>(w, kl, x + k0, K, a, M); break;
-        default: block_fma_all<1>(w, kl, x + k0, K, a, M); break;
-      }
+      m0 += mr;
     }
   }
   for (int m = 0; m < M; ++m) {
-    int r = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    // Eight outputs at a time (a scalar horizontal sum per output was ~10% of a batch-32
-    // decode step), the same order of additions as vec::sum, bias and residual as put.
-    for (; r + 8 <= nr && !(KIND == F32 && K16 < K); r += 8) {
-      __m256 v = vec::sum8(acc + (size_t(r) * M + m) * 16, size_t(M) * 16);
-      if (A.bias) v = _mm256_add_ps(v, _mm256_loadu_ps(A.bias + n0 + r));
-      float* out = y + size_t(m) * ldy + n0 + r;
-      _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), v) : v);
-    }
-#endif
-    for (; r < nr; ++r) {
-      const int n = n0 + r;
-      float v = vec::sum(vec::load(acc + (size_t(r) * M + m) * 16));
-      if (KIND == F32 && K16 < K) {  // widths not /16 (dense only), as dot_rows does
-        const float* wd = static_cast<const float*>(A.w) + size_t(n) * K;
-        const float* xm = x + size_t(m) * K;
-        for (int k = K16; k < K; ++k) v += wd[k] * xm[k];
+    float* ym = y + size_t(m) * ldy + n0;
+    const float* cm = c + m * PANEL;
+    if (nr == PANEL) {  // vectors: a scalar loop here was ~10% of a small matrix's time
+      using namespace vec;
+      for (int h = 0; h < PANEL; h += 8) {
+        H v = load_h(cm + h);
+        if (A.bias) v = add_h(v, load_h(A.bias + n0 + h));
+        store_h(ym + h, accumulate ? add_h(load_h(ym + h), v) : v);
       }
-      put(A, y, size_t(m) * ldy + n, n, v, accumulate);
+    } else {
+      for (int i = 0; i < nr; ++i) put(A, ym, i, n0 + i, cm[i], accumulate);
     }
   }
 }
 
-// Tiles [t0, t1) of y = x W^T for M x rows (one row: gemv_tile; several: the batch kernels).
-template <int KIND>
-inline void gemv_tiles(const Mat& A, int t0, int t1, const float* x, int M, float* y, int ldy,
-                       bool accumulate) {
-  for (int t = t0; t < t1; ++t) {
-    if (M > 1)
-      gemv_batch_tile<KIND>(A, t, x, M, y, ldy, accumulate);
-    else
-      gemv_tile<KIND>(A, t, x, y, accumulate);
+// One x row against dense rows [n0, n0 + 16): each 8 x 8 block of weights is transposed in
+// registers and fed to the FMA chains of panel_tile with MR = 1 (no buffer: one x row
+// would not repay its stores). out: 16 floats, rows past N give 0. (Two chains, 16 row
+// streams: four chains over 32 rows measured slower, the wider stream reading worse.)
+inline void dense_rows(const Mat& A, int n0, const float* x, float* out) {
+  using namespace vec;
+  const float* w = static_cast<const float*>(A.w);
+  const int K = A.K, K8 = K & ~7;
+  H acc[2] = {zero_h(), zero_h()};
+  for (int k = 0; k < K8; k += 8) {
+    for (int g = 0; g < 2; ++g) {
+      const int r0 = n0 + 8 * g;
+      H r[8];
+      for (int i = 0; i < 8; ++i)
+        r[i] = r0 + i < A.N ? load_h(w + size_t(r0 + i) * K + k) : zero_h();
+      transpose8(r);
+      for (int j = 0; j < 8; ++j) acc[g] = fma_h(r[j], bcast_h(x + k + j), acc[g]);
+    }
   }
+  for (int k = K8; k < K; ++k) {  // widths not a multiple of 8
+    for (int g = 0; g < 2; ++g) {
+      float col[8];
+      for (int i = 0; i < 8; ++i) {
+        const int n = n0 + 8 * g + i;
+        col[i] = n < A.N ? w[size_t(n) * K + k] : 0.f;
+      }
+      acc[g] = fma_h(load_h(col), bcast_h(x + k), acc[g]);
+    }
+  }
+  store_h(out, acc[0]);
+  store_h(out + 8, acc[1]);
+}
+
+// Rows [32t, 32t + 32) of y for one x row: two panels of a quantized kind, or dense rows.
+template <int KIND>
+inline void gemv_row_tile(const Mat& A, int t, const float* x, float* y, bool accumulate) {
+  float out[2 * PANEL];
+  const int p0 = 2 * t;
+  if (KIND == F32)
+    dense_rows(A, p0 * PANEL, x, out), dense_rows(A, (p0 + 1) * PANEL, x, out + PANEL);
+  else if (p0 + 1 < panels(A))
+    panels_row<KIND, 2>(A, p0, x, out);
+  else
+    panels_row<KIND, 1>(A, p0, x, out);
+  const int n0 = p0 * PANEL, n1 = n0 + 2 * PANEL < A.N ? n0 + 2 * PANEL : A.N;
+  for (int n = n0; n < n1; ++n) put(A, y, n, n, out[n - n0], accumulate);
 }
 
 // Tiles per chunk a thread claims: about 16k multiply-adds (~1 us), so claiming costs
 // little beside the work, and a chunk held by a descheduled thread is small.
 inline int gemv_grain(const Mat& A, int M) {
-  const int64_t per_tile = int64_t(M > 1 ? BATCH_ROWS : 2) * A.K * M;
+  const int64_t per_tile = int64_t(PANEL) * A.K * M;
   const int64_t g = 16384 / (per_tile > 0 ? per_tile : 1);
   return g < 1 ? 1 : int(g);
 }
@@ -417,8 +455,14 @@ inline int gemv_grain(const Mat& A, int M) {
 template <int KIND, class Team>
 inline void gemv_parallel_kind(Team& team, const Mat& A, const float* x, int M, float* y,
                                int ldy, bool accumulate) {
-  team.for_each(tiles<KIND>(A, M), gemv_grain(A, M), [&](int t0, int t1) {
-    gemv_tiles<KIND>(A, t0, t1, x, M, y, ldy, accumulate);
+  if (M == 1) {
+    team.for_each((panels(A) + 1) / 2, gemv_grain(A, 2), [&](int t0, int t1) {
+      for (int t = t0; t < t1; ++t) gemv_row_tile<KIND>(A, t, x, y, accumulate);
+    });
+    return;
+  }
+  team.for_each(panels(A), gemv_grain(A, M), [&](int t0, int t1) {
+    for (int t = t0; t < t1; ++t) gemv_panel<KIND>(A, t, x, M, y, ldy, accumulate);
   });
 }
 

@@ -45,7 +45,7 @@ struct Model {
   const Layer* layers;
 };
 
-int llmos_abi_version() { return 2; }
+int llmos_abi_version() { return 3; }
 
 }  // extern "C"
 
