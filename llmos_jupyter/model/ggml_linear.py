@@ -77,6 +77,10 @@ class GGMLLinear(nn.Module):
             cached = self._panels = (key, native.pack(self.ggml_type, self.qs, self.d, self.mn))
         return cached[1]
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._panels = None  # the buffers were overwritten in place: pack them again
+
     def dequantized(self) -> torch.Tensor:
         """The float32 weight [N, K], rounded as gguf's dequantizer rounds it:
         Q4_1 (d*q) + mn, Q4_0 d*(q-8), Q8_0 q*d."""

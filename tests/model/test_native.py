@@ -87,6 +87,16 @@ def test_pack_lays_rows_side_by_side(kind):
         assert torch.equal(rows(pm)[:20], layer.mn)
 
 
+def test_packed_panels_follow_loaded_weights():
+    layer, _ = _layer("Q4_1", 40, 64, seed=1)
+    other, _ = _layer("Q4_1", 40, 64, seed=2)
+    x = torch.randn(1, 64)
+    before = native.gemv(layer.mat(), x)  # packs layer's weights
+    layer.load_state_dict(other.state_dict())  # copies into the same buffers, in place
+    got = native.gemv(layer.mat(), x)
+    assert torch.equal(got, native.gemv(other.mat(), x)) and not torch.equal(got, before)
+
+
 @pytest.mark.parametrize("K", [7, 64, 100])  # widths that are not multiples of 16
 def test_dense_gemv_odd_widths(K):
     w, x = torch.randn(13, K), torch.randn(6, K)
