@@ -19,8 +19,9 @@ float32 on CPU, sdpa attention, logits of every position, then F.cross_entropy.
 Both data kinds run by default, each printed side by side with the ratios we are held to
 (tokens/s >= 1.3x theirs, peak memory <= theirs, step-1 losses within 1%). With every
 position labelled both sides run the same matmuls (~80% of a step on CPU), so the gap is
-the rest; with prompt positions masked ours runs the LM head on the labelled rows only
-(engine/loss.py: labelled_rows) while transformers computes every position's logits.
+the rest; with prompt positions masked ours runs the last block's output projection and MLP
+and the LM head on the labelled rows only (engine/loss.py: labelled_positions) while
+transformers computes every position's logits.
 
     PYTHONPATH=.:kernels .venv/bin/python benchmarks/bench_train.py --threads 2
     PYTHONPATH=.:kernels .venv/bin/python benchmarks/bench_train.py --data text --pairs 12

@@ -211,26 +211,15 @@ def head_weight(model: torch.nn.Module) -> torch.Tensor:
     return model.output.weight
 
 
-def labelled_rows(hidden: torch.Tensor, targets: torch.Tensor,
-                  ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
-    """Only the rows of hidden [N, dim] and targets [N] whose target counts.
-
-    A masked position (a prompt token of instruction or chat data, padding) adds nothing
-    to the mean loss nor to any gradient, yet its logits cost a [dim] x [V] product each
-    way (SmolLM2: a fifth of the forward's FLOPs). Gathering the counted rows first
-    leaves the loss and every gradient as they were. All rows when every one counts (or
-    none does: the loss is then 0 either way).
-    """
-    rows = labelled_positions(targets, ignore_index)
-    if rows is None:
-        return hidden, targets
-    return hidden.index_select(0, rows), targets.index_select(0, rows)
-
-
 def labelled_positions(targets: torch.Tensor,
                        ignore_index: int = IGNORE_INDEX) -> torch.Tensor | None:
     """Indices of the counted targets in targets [N], or None when every one counts (or
-    none does: all rows are then kept, the loss being 0 either way)."""
+    none does: all rows are then kept, the loss being 0 either way).
+
+    A masked position (a prompt token of instruction or chat data, padding) adds nothing
+    to the mean loss nor to any gradient, yet its logits cost a [dim] x [V] product each
+    way (SmolLM2: a fifth of the forward's FLOPs): lm_loss runs the head on these rows
+    only, which leaves the loss and every gradient as they were."""
     counted = targets != ignore_index
     if bool(counted.all()) or not bool(counted.any()):
         return None

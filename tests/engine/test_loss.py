@@ -10,7 +10,7 @@ from llmos_jupyter.engine import loss as loss_module
 from llmos_jupyter.engine.loss import (
     IGNORE_INDEX,
     fused_linear_cross_entropy,
-    labelled_rows,
+    labelled_positions,
     lm_loss,
 )
 from tests.engine.peak_memory import PeakMemory
@@ -79,13 +79,12 @@ def test_frozen_head_one_pass_matches_f_cross_entropy(monkeypatch, logit_scale):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_labelled_rows_keeps_the_counted_rows_in_order():
-    h = torch.arange(12.0).reshape(6, 2)
+def test_labelled_positions_are_the_counted_rows_in_order():
     t = torch.tensor([IGNORE_INDEX, 4, IGNORE_INDEX, 2, 9, IGNORE_INDEX])
-    hh, tt = labelled_rows(h, t)
-    assert tt.tolist() == [4, 2, 9] and hh.tolist() == [[2, 3], [6, 7], [8, 9]]
-    assert labelled_rows(h, torch.full((6,), IGNORE_INDEX))[0] is h  # nothing counts
-    assert labelled_rows(h, torch.arange(6))[0] is h  # everything counts
+    rows = labelled_positions(t)
+    assert rows.tolist() == [1, 3, 4] and t.index_select(0, rows).tolist() == [4, 2, 9]
+    assert labelled_positions(torch.full((6,), IGNORE_INDEX)) is None  # nothing counts
+    assert labelled_positions(torch.arange(6)) is None  # everything counts
 
 
 @pytest.mark.parametrize("name,tied", [("tiny", False), ("tiny", True), ("tiny-gpt2", True)])
