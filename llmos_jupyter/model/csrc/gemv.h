@@ -235,6 +235,24 @@ inline void put(const Mat& A, float* y, size_t at, int n, float v, bool accumula
 //  - Dense rows are never copied (a second float32 copy of a model costs too much
 //    memory): several x rows transpose them into the same L1 buffer per call.
 
+// Block blk (panel p, block g: p * K/32 + g) of a quantized Mat's panels: its packed
+// quants and its 16 rows' scales and minimums, ready to dequantize column after column.
+template <int KIND>
+struct PanelBlock {
+  static constexpr int BYTES = KIND == Q8_0 ? 32 * 16 : 32 * 8;  // packed quants
+  const char* q;
+  vec::H d0, d1, m0, m1;  // rows 0-7 and 8-15 (m: Q4_1 only, else a copy of d, unused)
+  PanelBlock(const Mat& A, size_t blk) : q(static_cast<const char*>(A.pq) + blk * BYTES) {
+    const float* d = A.pd + blk * PANEL;
+    const float* m = KIND == Q4_1 ? A.pm + blk * PANEL : d;
+    d0 = vec::load_h(d), d1 = vec::load_h(d + 8), m0 = vec::load_h(m), m1 = vec::load_h(m + 8);
+  }
+  // Column k's weights: rows 0-7 in w0, 8-15 in w1.
+  void column(int k, vec::H& w0, vec::H& w1) const {
+    vec::panel_column<KIND>(q, k, d0, d1, m0, m1, w0, w1);
+  }
+};
+
 // buf[k * PANEL + i] = weight (p * PANEL + i, k0 + k) for k < kl, i < PANEL (rows past N:
 // 0). Quantized kinds read their pre-packed panel (k0, kl multiples of 32) and only
 // dequantize; dense rows are transposed here, 8 x 8 at a time.
@@ -242,18 +260,12 @@ template <int KIND>
 inline void pack_panel(const Mat& A, int p, int k0, int kl, float* buf) {
   using namespace vec;
   if (KIND != F32) {
-    const int G = A.K / 32;
-    constexpr int QB = KIND == Q8_0 ? 32 * 16 : 32 * 8;  // bytes of one packed block
     for (int g = k0 / 32; g < (k0 + kl) / 32; ++g) {
-      const size_t blk = size_t(p) * G + g;
-      const float* d = A.pd + blk * PANEL;
-      const float* m = KIND == Q4_1 ? A.pm + blk * PANEL : d;  // Q4_0, Q8_0: unused
-      const H d0 = load_h(d), d1 = load_h(d + 8), m0 = load_h(m), m1 = load_h(m + 8);
-      const char* q = static_cast<const char*>(A.pq) + blk * QB;
+      const PanelBlock<KIND> b(A, size_t(p) * (A.K / 32) + g);
       float* out = buf + size_t(g * 32 - k0) * PANEL;
       for (int k = 0; k < 32; ++k) {
         H w0, w1;
-        panel_column<KIND>(q, k, d0, d1, m0, m1, w0, w1);
+        b.column(k, w0, w1);
         store_h(out + k * PANEL, w0);
         store_h(out + k * PANEL + 8, w1);
       }
@@ -283,28 +295,20 @@ template <int KIND, int NP>
 inline void panels_row(const Mat& A, int p0, const float* x, float* out) {
   using namespace vec;
   const int G = A.K / 32;
-  constexpr int QB = KIND == Q8_0 ? 32 * 16 : 32 * 8;
   H a0 = zero_h(), b0 = zero_h(), a1 = zero_h(), b1 = zero_h();
   for (int g = 0; g < G; ++g) {
-    const size_t blk0 = size_t(p0) * G + g, blk1 = blk0 + (NP > 1 ? G : 0);
-    const float* d = A.pd;
-    const float* m = KIND == Q4_1 ? A.pm : A.pd;
-    const H d00 = load_h(d + blk0 * PANEL), d01 = load_h(d + blk0 * PANEL + 8);
-    const H m00 = load_h(m + blk0 * PANEL), m01 = load_h(m + blk0 * PANEL + 8);
-    const H d10 = load_h(d + blk1 * PANEL), d11 = load_h(d + blk1 * PANEL + 8);
-    const H m10 = load_h(m + blk1 * PANEL), m11 = load_h(m + blk1 * PANEL + 8);
-    const char* q0 = static_cast<const char*>(A.pq) + blk0 * QB;
-    const char* q1 = static_cast<const char*>(A.pq) + blk1 * QB;
-    prefetch(q0 + 2 * QB);
-    if (NP > 1) prefetch(q1 + 2 * QB);
+    const size_t blk0 = size_t(p0) * G + g;
+    const PanelBlock<KIND> c0(A, blk0), c1(A, NP > 1 ? blk0 + G : blk0);
+    prefetch(c0.q + 2 * c0.BYTES);
+    if (NP > 1) prefetch(c1.q + 2 * c1.BYTES);
     for (int k = 0; k < 32; ++k) {
       const H xb = bcast_h(x + g * 32 + k);
       H w0, w1;
-      panel_column<KIND>(q0, k, d00, d01, m00, m01, w0, w1);
+      c0.column(k, w0, w1);
       a0 = fma_h(w0, xb, a0);
       b0 = fma_h(w1, xb, b0);
       if (NP > 1) {
-        panel_column<KIND>(q1, k, d10, d11, m10, m11, w0, w1);
+        c1.column(k, w0, w1);
         a1 = fma_h(w0, xb, a1);
         b1 = fma_h(w1, xb, b1);
       }
@@ -442,10 +446,10 @@ inline void gemv_row_tile(const Mat& A, int t, const float* x, float* y, bool ac
   for (int n = n0; n < n1; ++n) put(A, y, n, n, out[n - n0], accumulate);
 }
 
-// Tiles per chunk a thread claims: about 16k multiply-adds (~1 us), so claiming costs
-// little beside the work, and a chunk held by a descheduled thread is small.
-inline int gemv_grain(const Mat& A, int M) {
-  const int64_t per_tile = int64_t(PANEL) * A.K * M;
+// Tiles per chunk a thread claims, for tiles of `per_tile` multiply-adds: about 16k
+// (~1 us) per chunk, so claiming costs little beside the work, and a chunk held by a
+// descheduled thread is small.
+inline int gemv_grain(int64_t per_tile) {
   const int64_t g = 16384 / (per_tile > 0 ? per_tile : 1);
   return g < 1 ? 1 : int(g);
 }
@@ -456,12 +460,12 @@ template <int KIND, class Team>
 inline void gemv_parallel_kind(Team& team, const Mat& A, const float* x, int M, float* y,
                                int ldy, bool accumulate) {
   if (M == 1) {
-    team.for_each((panels(A) + 1) / 2, gemv_grain(A, 2), [&](int t0, int t1) {
+    team.for_each((panels(A) + 1) / 2, gemv_grain(int64_t(2 * PANEL) * A.K), [&](int t0, int t1) {
       for (int t = t0; t < t1; ++t) gemv_row_tile<KIND>(A, t, x, y, accumulate);
     });
     return;
   }
-  team.for_each(panels(A), gemv_grain(A, M), [&](int t0, int t1) {
+  team.for_each(panels(A), gemv_grain(int64_t(PANEL) * A.K * M), [&](int t0, int t1) {
     for (int t = t0; t < t1; ++t) gemv_panel<KIND>(A, t, x, M, y, ldy, accumulate);
   });
 }
