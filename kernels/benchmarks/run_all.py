@@ -1,11 +1,21 @@
-"""The one GPU script: compiled kernel tests (bf16 included), then every benchmark.
+"""The one GPU script: compiled kernel tests (bf16 included), training on CUDA, then
+every benchmark.
 
     python kernels/benchmarks/run_all.py --out "$OUT"
 
-Writes gpu_tests.log and one CSV per kernel under the output dir ($OUT, or --out, or
-kernels/benchmarks/results), and prints a summary with ratios against torch and the
-design targets. Sized to finish in under 5 minutes on one H100/H200. Exits 2 with a
-message when CUDA is absent.
+Runs, in order of what they tell: every kernel test compiled on the GPU (tests/kernels,
+the whole Transformer on the triton backend included) and the GPU tests of the training
+loop (bf16 autocast, Triton attention and cross-entropy); benchmarks/bench_train.py on
+CUDA against transformers + peft (SmolLM2-135M's shapes; random weights where the GGUF is
+not at hand); then the kernel benchmarks. Writes gpu_tests.log, train.txt and one CSV per
+kernel under the output dir ($OUT, or --out, or kernels/benchmarks/results), and prints a
+summary with ratios against torch and the design targets. On one H200 (2026-11-30) the
+parts took: model and training tests ~40 s, other kernel tests ~30 s, attention tests over
+110 s (autotuning compiles each config per shape), bench_train ~125 s, benchmarks ~75 s:
+about 6-7 minutes. Exits 2 with a message when CUDA is absent.
+
+On a GPU machine without PyPI, run it with the python that holds CUDA torch, triton,
+transformers and peft: `python3 kernels/benchmarks/run_all.py --out "$OUT"`.
 """
 
 from __future__ import annotations
@@ -20,6 +30,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BENCHES = ("attention", "softmax", "decode", "cross_entropy")
+# pytest runs, each with its share of --test-timeout: the model on CUDA (whole Transformer
+# on the triton backend, the training loop under bf16 autocast), then the kernels' GPU
+# tests; attention's last, its autotuning compiles a dozen configs per shape.
+TEST_RUNS = (
+    (["tests/kernels/test_transformer_backend.py", "tests/engine/test_training.py", "-m",
+      "gpu or not slow", "-k", "bfloat16 or cuda or equal"], 0.2),
+    (["tests/kernels", "-m", "gpu", "-k", "not test_attention"], 0.2),
+    (["tests/kernels/test_attention.py", "-m", "gpu"], 0.6),
+)
 
 # Targets to design for (ratio > 1 is faster than torch; memory is ours / torch).
 TARGETS = {
@@ -37,30 +56,57 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="output dir for CSVs and logs (default: $OUT or "
                         "kernels/benchmarks/results)")
-    p.add_argument("--skip-tests", action="store_true", help="skip pytest -m gpu")
+    p.add_argument("--skip-tests", action="store_true", help="skip the GPU tests")
+    p.add_argument("--skip-train", action="store_true", help="skip bench_train on CUDA")
+    p.add_argument("--skip-benchmarks", action="store_true", help="skip the kernel benchmarks")
     p.add_argument("--only", choices=BENCHES, action="append",
                    help="run only these benchmarks (repeatable)")
     p.add_argument("--quick", action="store_true",
                    help="smallest shapes only (a smoke run of the script itself)")
-    p.add_argument("--test-timeout", type=int, default=170,
-                   help="seconds allowed for the GPU tests (default 170)")
+    p.add_argument("--test-timeout", type=int, default=300,
+                   help="seconds allowed for the GPU tests (default 300)")
     return p.parse_args(argv)
 
 
+def _env() -> dict[str, str]:
+    path = os.pathsep.join([str(REPO), str(REPO / "kernels"), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": path}
+
+
 def _run_gpu_tests(out: Path, timeout: int) -> str:
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    cmd = [sys.executable, "-m", "pytest", "tests/kernels", "-m", "gpu", "-q", "-p",
-           "no:cacheprovider"]
     log = out / "gpu_tests.log"
+    statuses, text = [], ""
+    for args, share in TEST_RUNS:
+        cmd = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider"]
+        try:
+            res = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
+                                 timeout=timeout * share)
+            text += f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}\n"
+            tail = (res.stdout.strip().splitlines() or ["(no output)"])[-1]
+            statuses.append(f"{'PASS' if res.returncode == 0 else 'FAIL'} {args[0]}: {tail}")
+        except subprocess.TimeoutExpired as e:
+            text += f"$ {' '.join(cmd)}\n{e.stdout or ''}{e.stderr or ''}\n"
+            statuses.append(f"TIMEOUT {args[0]} after {timeout * share:.0f}s (see {log})")
+        log.write_text(text)
+    return "; ".join(statuses)
+
+
+def _run_bench_train(out: Path, timeout: int) -> str:
+    """benchmarks/bench_train.py on CUDA; its summary lines (all its output in train.txt)."""
+    gguf = REPO / ".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    cmd = [sys.executable, str(REPO / "benchmarks/bench_train.py"), "--device", "cuda",
+           "--pairs", "16", *([] if gguf.is_file() else ["--random-weights"])]
     try:
-        res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+        res = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
                              timeout=timeout)
-        log.write_text(res.stdout + res.stderr)
-        tail = (res.stdout.strip().splitlines() or ["(no output)"])[-1]
-        return f"{'PASS' if res.returncode == 0 else 'FAIL'}: {tail}"
+        (out / "train.txt").write_text(res.stdout + res.stderr)
+        if res.returncode:
+            return f"FAILED (rc {res.returncode}; see train.txt)"
+        keep = ("==", "tokens/s", "peak tensors", "step-1 loss")
+        return "\n".join(line for line in res.stdout.splitlines() if line.startswith(keep))
     except subprocess.TimeoutExpired as e:
-        log.write_text(str(e.stdout or "") + str(e.stderr or ""))
-        return f"TIMEOUT after {timeout}s (see {log})"
+        (out / "train.txt").write_text(str(e.stdout or "") + str(e.stderr or ""))
+        return f"TIMEOUT after {timeout}s"
 
 
 def _summary(results: dict[str, list[dict]]) -> list[str]:
@@ -107,9 +153,15 @@ def main(argv: list[str] | None = None) -> int:
 
     test_status = "skipped"
     if not args.skip_tests:
-        print("GPU tests (pytest tests/kernels -m gpu) ...", flush=True)
+        print("GPU tests (the model and training on CUDA, then the kernels) ...", flush=True)
         test_status = _run_gpu_tests(out, args.test_timeout)
         print(f"  {test_status}  [{time.time() - start:.0f}s]", flush=True)
+
+    train_status = "skipped"
+    if not args.skip_train:
+        print("bench_train on CUDA (ours vs transformers + peft) ...", flush=True)
+        train_status = _run_bench_train(out, timeout=150)
+        print(f"{train_status}\n  [{time.time() - start:.0f}s]", flush=True)
 
     import bench_attention
     import bench_cross_entropy
@@ -128,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             n_tokens=(1024,) if args.quick else (4096, 8192)),
     }
     results: dict[str, list[dict]] = {}
-    for name in args.only or BENCHES:
+    for name in [] if args.skip_benchmarks else args.only or BENCHES:
         print(f"benchmark {name} ...", flush=True)
         try:
             results[name] = plans[name]()
@@ -138,11 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.empty_cache()
         print(f"  [{time.time() - start:.0f}s]", flush=True)
 
-    lines = [f"GPU tests: {test_status}", *_summary(results),
+    lines = [f"GPU tests: {test_status}", f"bench_train (cuda):\n{train_status}",
+             *_summary(results),
              f"total time {time.time() - start:.0f}s; CSVs in {out}"]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n== summary ==\n" + "\n".join(lines))
-    return 0 if test_status.startswith(("PASS", "skipped")) and results else 1
+    tests_ok = all(part.startswith(("PASS", "skipped")) for part in test_status.split("; "))
+    return 0 if tests_ok and (results or args.skip_benchmarks) else 1
 
 
 if __name__ == "__main__":

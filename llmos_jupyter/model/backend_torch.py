@@ -80,4 +80,4 @@ def sdpa_decode(
     if B > 1:  # rows shorter than L must not see the tail of the buffer
         mask = (torch.arange(L, device=q.device) < cache_seqlens[:, None])[:, None, None, :]
     out = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask)  # (B, Hkv, n_rep, D)
-    return out.view(B, Hq, D)
+    return out.reshape(B, Hq, D)  # CUDA SDPA may return a non-contiguous layout

@@ -57,7 +57,9 @@ class Attention(nn.Module):
         qkv = qkv.unflatten(-1, (Hq + 2 * Hkv, self.head_dim))  # (..., Hq+2Hkv, D)
         qk, v = qkv[..., : Hq + Hkv, :], qkv[..., Hq + Hkv :, :]
         if self.use_rope:  # q and k rotate together: one set of kernels
-            qk = apply_rope(qk, cos, sin)
+            # Under autocast the rotation comes out float32 beside bf16 v: attention kernels
+            # take one dtype, the matmuls' (as SDPA casts under autocast).
+            qk = apply_rope(qk, cos, sin).to(v.dtype)
         return qk[..., :Hq, :], qk[..., Hq:, :], v
 
     def forward(

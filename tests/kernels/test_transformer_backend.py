@@ -8,8 +8,10 @@ import torch
 
 from llmos_jupyter.core.config import ModelConfig
 from llmos_jupyter.model.backend import use_backend
+from llmos_jupyter.model.loading import build_model
 from llmos_jupyter.model.transformer import Transformer
 from tests.kernels.conftest import kernel_device
+from tests.model.helpers import checkpoint_of
 
 
 @pytest.fixture
@@ -73,3 +75,28 @@ def test_cached_decode_equals_sdpa(model):
                 tok, pos = out[-1].argmax(-1), pos + 1
         steps[backend] = torch.stack(out)
     torch.testing.assert_close(steps["triton"], steps["sdpa"], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@torch.inference_mode()
+def test_bfloat16_cached_decode_is_close_to_sdpa(model):
+    # bf16 is how a GPU serves: our Triton prefill and decode attention against torch's
+    # SDPA in the same precision, to bf16's resolution, with the same greedy tokens.
+    model = build_model(checkpoint_of(model.cpu()), device="cuda", dtype="bfloat16")
+    ids = torch.randint(0, model.config.vocab_size, (2, 40), device="cuda")
+    lengths = torch.tensor([40, 23], device="cuda")
+    logits, tokens = {}, {}
+    for backend in ("sdpa", "triton"):
+        with use_backend(backend):
+            model.setup_caches(2, 64)
+            out = [model.prefill(ids, lengths)]
+            pos, tok = lengths.clone(), out[0].argmax(-1)
+            toks = [tok]
+            for _ in range(8):
+                out.append(model.decode_step(tok, pos))
+                tok, pos = out[-1].argmax(-1), pos + 1
+                toks.append(tok)
+        logits[backend], tokens[backend] = torch.stack(out).float(), torch.stack(toks)
+    scale = logits["sdpa"].abs().max()
+    assert (logits["triton"] - logits["sdpa"]).abs().max() <= 2e-2 * scale
+    assert torch.equal(tokens["triton"], tokens["sdpa"])
