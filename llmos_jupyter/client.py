@@ -22,12 +22,13 @@ message.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from llmos_jupyter.client_resources import (
     ClientError,
@@ -154,9 +155,12 @@ class Client:
     # --- HTTP ----------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, body: Any = None,
-                 query: dict[str, Any] | None = None, raw: bytes | None = None) -> Any:
+                 query: dict[str, Any] | None = None, raw: bytes | BinaryIO | None = None,
+                 ) -> Any:
         headers = {"Content-Type": "application/octet-stream" if raw is not None
                    else "application/json"}
+        if raw is not None and not isinstance(raw, bytes):  # a file: sent as it is read
+            headers["Content-Length"] = str(os.fstat(raw.fileno()).st_size - raw.tell())
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
@@ -175,7 +179,8 @@ class Client:
                               f"{e.reason}; is `llmos serve` running?") from None
 
     def _json(self, method: str, path: str, body: Any = None,
-              query: dict[str, Any] | None = None, raw: bytes | None = None) -> Any:
+              query: dict[str, Any] | None = None, raw: bytes | BinaryIO | None = None,
+              ) -> Any:
         with self._request(method, path, body, query, raw) as r:
             return json.loads(r.read())
 

@@ -109,9 +109,10 @@ class Datasets(_Resource):
         """Upload a local file as dataset `name` (format from the extension unless given)."""
         path = Path(path)
         fmt = format or path.suffix.lstrip(".").lower() or None
-        return self._client._json("POST", f"api/datasets/{_seg(name)}",
-                                  query={"format": fmt, "replace": replace or None},
-                                  raw=path.read_bytes())
+        with path.open("rb") as f:  # streamed: a big file is never held in memory
+            return self._client._json("POST", f"api/datasets/{_seg(name)}",
+                                      query={"format": fmt, "replace": replace or None},
+                                      raw=f)
 
     def stats(self, name: str, model: str | None = None) -> dict[str, Any]:
         """Rows, columns, characters (and tokens, with `model`) per row."""

@@ -9,7 +9,13 @@ from typing import Any
 
 from llmos_jupyter.commands.spec import REST, Param, Verb
 from llmos_jupyter.core.params import SETTINGS
-from llmos_jupyter.server.verb_routes import BODY_METHODS, rest_verbs, split_route
+from llmos_jupyter.server.base import MAX_BODY_BYTES
+from llmos_jupyter.server.verb_routes import (
+    BODY_METHODS,
+    MAX_UPLOAD_BYTES,
+    rest_verbs,
+    split_route,
+)
 
 _SCHEMAS = {
     "str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
@@ -155,8 +161,11 @@ def markdown() -> str:
         "document. A route answers what its verb prints with `--json`; errors are",
         "`{\"error\": {\"message\", \"type\", \"param\", \"code\"}}` with the CLI's message.",
         "Path segments are `{name}`-style; other fields go in the query for GET and DELETE,",
-        "in a JSON body otherwise. A `file_in` parameter is the request body (an upload, its",
-        "fields in the query); a `file_out` parameter is the response (a download).",
+        f"in a JSON body otherwise (up to {MAX_BODY_BYTES // 2**20} MiB). A `file_in` "
+        "parameter is the request body",
+        "(an upload, its fields in the query; streamed to disk as it arrives, up to "
+        f"{MAX_UPLOAD_BYTES // 2**30} GiB);",
+        "a `file_out` parameter is the response (a download).",
         "",
         "| route | verb | fields |",
         "|---|---|---|",

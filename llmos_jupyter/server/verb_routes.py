@@ -4,8 +4,9 @@
 arguments the CLI makes (path segments, then query fields for GET/DELETE or JSON body
 fields otherwise, typed and checked by the parameter definitions), the same handler runs
 in a worker thread, and its `--json` output is the response. Errors carry the messages
-the CLI prints. A `file_in` parameter is the request body (an upload); a `file_out`
-parameter is the response (a download). Work that runs long (a task over a dataset,
+the CLI prints. A `file_in` parameter is the request body (an upload, streamed to a
+temporary file as it arrives, so its size is bounded by MAX_UPLOAD_BYTES, not memory); a
+`file_out` parameter is the response (a download). Work that runs long (a task over a dataset,
 training, resuming) is started in the server's background and answered at once with
 the run's record and 202; `GET api/runs/{id}/events` follows it.
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from llmos_jupyter.commands.output import Message, Record
 from llmos_jupyter.commands.spec import REST, Context, Param, Verb
 from llmos_jupyter.commands.table import VERBS
 from llmos_jupyter.errors import excerpt, suggest
-from llmos_jupyter.server.base import LLMOSHandler, as_api_error
+from llmos_jupyter.server.base import MAX_BODY_BYTES, LLMOSHandler, as_api_error
 from llmos_jupyter.server.protocol import APIError
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -34,6 +37,7 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 HOST_QUERY = ("token", "_xsrf")
 RUNNING = ("queued", "running")
 CHUNK = 1 << 20  # downloads are written in pieces of this size
+MAX_UPLOAD_BYTES = 4 * 2**30  # an upload (a dataset file, a task's YAML) over this gets 413
 
 
 def rest_verbs() -> list[Verb]:
@@ -68,8 +72,15 @@ def verb_routes() -> list[tuple[str, type]]:
                                                        for m, v in by_path[path].items())}
         for method in by_path[path]:
             attrs[method.lower()] = _method(method)
-        out.append((pattern, type("VerbRoute", (VerbHandler,), attrs)))
+        uploads = any(upload_param(v) for v in by_path[path].values())
+        out.append((pattern, type("VerbRoute", (UploadHandler if uploads else VerbHandler,),
+                                  attrs)))
     return out
+
+
+def upload_param(verb: Verb) -> Param | None:
+    """The verb's `file_in` parameter over REST (its request body is the file), if any."""
+    return next((p for p in verb.params_on(REST) if p.kind == "file_in"), None)
 
 
 def _method(method: str):
@@ -122,7 +133,7 @@ class VerbHandler(LLMOSHandler):
             values[f"{verb.words[0]}_verb"] = verb.words[1]
         for name, raw in zip(names, path_args, strict=True):
             values[name] = _from_text(params[name], [raw])
-        upload = next((p for p in verb.params_on(REST) if p.kind == "file_in"), None)
+        upload = upload_param(verb)
         fields = {p.name: p for p in verb.params_on(REST)
                   if p.name not in names and p.kind not in ("file_in", "file_out")}
         if method in BODY_METHODS and upload is None:
@@ -170,12 +181,18 @@ class VerbHandler(LLMOSHandler):
 
     def _save_upload(self, verb: Verb, values: dict[str, Any], tmp: Path) -> Path:
         """The request body as a file the handler reads (named for its format, if given)."""
-        body = self.request.body or b""
-        if not body:
-            raise APIError(400, f"{verb.name}: the request body must be the file to upload")
         fmt = values.get("format")
         path = tmp / (f"upload.{fmt}" if fmt else "upload")
-        path.write_bytes(body)
+        received = getattr(self, "received", None)
+        if received is not None:  # streamed to disk as it arrived (UploadHandler)
+            size = received()
+            if size:
+                shutil.move(self.upload_path, path)
+        else:
+            size = len(self.request.body or b"")
+            path.write_bytes(self.request.body or b"")
+        if not size:
+            raise APIError(400, f"{verb.name}: the request body must be the file to upload")
         return path
 
     # --- answers --------------------------------------------------------------------------
@@ -233,6 +250,74 @@ class VerbHandler(LLMOSHandler):
             return Message(f"unloaded {', '.join(names)}" if names else "nothing was loaded")
 
         return {"load": load, "unload": unload}
+
+
+class UploadHandler(VerbHandler):
+    """A route whose verb takes an upload: the body streams to a temporary file as it
+    arrives (tornado's stream_request_body), after the host's prepare() has checked the
+    credentials, so no client can make the server hold a dataset in memory. A JSON body
+    of another verb on the same path is gathered in memory, up to MAX_BODY_BYTES."""
+
+    _stream_request_body = True  # what @tornado.web.stream_request_body sets
+
+    async def prepare(self) -> None:
+        """Auth (the host's prepare), then size limits and where the body goes."""
+        self._spool: Any = None
+        self._buffer, self._size = bytearray(), 0
+        ready = super().prepare()  # type: ignore[misc]
+        if inspect.isawaitable(ready):  # Jupyter's is a coroutine, the standalone's not
+            await ready
+        verb = self.verbs.get(self.request.method)
+        if verb is None:
+            return
+        limit = MAX_UPLOAD_BYTES if upload_param(verb) else MAX_BODY_BYTES
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise APIError(413, f"request body of {length} bytes is over the limit of "
+                           f"{limit} bytes")
+        self.request.connection.set_max_body_size(limit + 1)
+        if upload_param(verb):
+            self._spool_dir = tempfile.mkdtemp(prefix="llmos-upload-")
+            self.upload_path = Path(self._spool_dir) / "body"
+            self._spool = self.upload_path.open("wb")
+
+    def data_received(self, chunk: bytes) -> None:
+        """A piece of the body: to the upload's file, or the JSON buffer (bounded)."""
+        self._size += len(chunk)
+        if self._spool is not None:
+            if self._size <= MAX_UPLOAD_BYTES:
+                self._spool.write(chunk)
+        elif self._size <= MAX_BODY_BYTES:
+            self._buffer += chunk
+
+    def received(self) -> int:
+        """Close the upload's file; its size (413 when over the limit)."""
+        self._spool.close()
+        if self._size > MAX_UPLOAD_BYTES:
+            raise APIError(413, f"the upload is over the limit of {MAX_UPLOAD_BYTES} bytes")
+        return self._size
+
+    async def run_verb(self, method: str, path_args: tuple[str, ...]) -> None:
+        if self._spool is None:  # a JSON body: what body_json() reads
+            if self._size > MAX_BODY_BYTES:
+                raise APIError(413, f"request body of {self._size} bytes is over the limit "
+                               f"of {MAX_BODY_BYTES} bytes")
+            self.request.body = bytes(self._buffer)
+        await super().run_verb(method, path_args)
+
+    def on_finish(self) -> None:
+        self._drop_spool()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self._drop_spool()  # a client gone mid-upload leaves no file behind
+        super().on_connection_close()
+
+    def _drop_spool(self) -> None:
+        if getattr(self, "_spool", None) is not None:
+            self._spool.close()
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            self._spool = None
 
 
 def _default(p: Param) -> Any:

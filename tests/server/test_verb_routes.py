@@ -5,14 +5,20 @@ trip, runs start in the server and stream their progress, and bad input is refus
 from __future__ import annotations
 
 import json
+import socket
+import tempfile
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from llmos_jupyter.commands.dispatch import dispatch
 from llmos_jupyter.commands.output import error_message
 from llmos_jupyter.commands.table import Context, parse
+from llmos_jupyter.server.verb_routes import MAX_UPLOAD_BYTES
 from tests.server.conftest import MODEL, wait_until
 
 pytestmark = pytest.mark.slow
@@ -115,6 +121,45 @@ def test_dataset_upload_show_export_remove(served, store_home):
     assert csv.decode().splitlines()[0] == "text"
     assert http(served, "DELETE", "api/datasets/rest-reviews")[0] == 200
     assert http(served, "GET", "api/datasets/rest-reviews")[0] == 404
+
+
+def _spooled() -> list[Path]:
+    """The server's upload files in progress (it shares this machine's temp dir)."""
+    return list(Path(tempfile.gettempdir()).glob("llmos-upload-*"))
+
+
+def test_an_upload_streams_to_disk_past_the_buffer_limits(served, store_home):
+    # 66 MiB: over the JSON body limit (8 MiB) and the server's in-memory buffer (64 MiB),
+    # so it only arrives because the body goes to a file as it comes.
+    row = json.dumps({"text": "x" * 1000}).encode() + b"\n"
+    n = 66 * 2**20 // len(row) + 1
+    status, rec, _ = http(served, "POST", "api/datasets/rest-big?format=jsonl", raw=row * n)
+    assert status == 200 and rec["rows"] == n, rec
+    assert not _spooled()
+    assert http(served, "DELETE", "api/datasets/rest-big")[0] == 200
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(served):
+    url = urlsplit(served.url)
+    conn = HTTPConnection(url.hostname, url.port, timeout=60)
+    conn.putrequest("POST", "/api/datasets/rest-huge?format=jsonl")
+    conn.putheader("Authorization", f"Bearer {served.key}")
+    conn.putheader("Content-Length", str(MAX_UPLOAD_BYTES + 1))
+    conn.endheaders()  # no body follows: the answer must not wait for it
+    r = conn.getresponse()
+    assert r.status == 413 and str(MAX_UPLOAD_BYTES) in json.loads(r.read())["error"]["message"]
+    conn.close()
+
+
+def test_a_client_gone_mid_upload_leaves_nothing(served, store_home):
+    url = urlsplit(served.url)
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(b"POST /api/datasets/rest-cut?format=jsonl HTTP/1.1\r\n"
+                     b"Host: 127.0.0.1\r\nAuthorization: Bearer " + served.key.encode()
+                     + b"\r\nContent-Length: 1000000\r\n\r\n" + ROWS)
+        wait_until(_spooled, what="the upload's file")
+    wait_until(lambda: not _spooled(), what="the upload's file removed")
+    assert http(served, "GET", "api/datasets/rest-cut")[0] == 404
 
 
 def test_task_run_over_data_streams_and_shows_in_the_cli(served, store_home):
