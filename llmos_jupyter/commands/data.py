@@ -17,7 +17,9 @@ def _row(d: dict) -> dict:
 
 def add(args: argparse.Namespace, ctx: Context) -> Output:
     """`llmos data add NAME FILE`: snapshot a file as a dataset."""
-    ds = api.datasets.add(args.name, args.path, format=args.format, replace=args.replace)
+    # Over REST the path is the server's temporary copy of the body: not worth recording.
+    ds = api.datasets.add(args.name, args.path, format=args.format, replace=args.replace,
+                          described_as="an upload over the REST API" if ctx.rest else None)
     return Record(ds.record.to_dict(), title=f"added dataset {args.name}", value=ds)
 
 

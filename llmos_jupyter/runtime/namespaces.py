@@ -69,15 +69,17 @@ class DatasetsAPI:
 
     def add(
         self, name: str, source: Any, format: str | None = None,  # noqa: A002
-        replace: bool = False,
+        replace: bool = False, described_as: str | None = None,
     ) -> Dataset:
-        """From a file path, a list of dicts or a pandas DataFrame; snapshotted in the store.
+        """From a file path, a list of dicts or a pandas DataFrame; snapshotted in the store
+        (its record names `described_as` as the source, if given, else the file's path).
 
         Adding the same content again is a no-op; different content under an existing name
         needs replace=True. Raises DataError naming the bad row; nothing is registered then.
         """
         src = str(source) if isinstance(source, Path) else source
-        self._services().datasets.add(name, src, format=format, replace=replace)
+        self._services().datasets.add(name, src, format=format, replace=replace,
+                                      described_as=described_as)
         return Dataset(self._services, name, self._resolve)
 
     def get(self, name: str) -> Dataset:

@@ -136,8 +136,9 @@ class DatasetStore:
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, name: str, source: Any, format: str | None = None, *, replace: bool = False,
-            text_mode: str = "line") -> DatasetRecord:
-        """Snapshot `source` (path, list of dicts or DataFrame) as dataset `name`.
+            text_mode: str = "line", described_as: str | None = None) -> DatasetRecord:
+        """Snapshot `source` (path, list of dicts or DataFrame) as dataset `name`;
+        `described_as` is what the record names as its source (default: the file's path).
 
         Adding the same content under the same name again is a no-op. Different content
         under an existing name raises LLMOSError unless `replace`, which makes the new
@@ -149,7 +150,8 @@ class DatasetStore:
         # A file is streamed row by row into the snapshot (memory independent of its size);
         # a bad row raises from inside the staging directory, so nothing is registered.
         records = datafiles.iter_records_from(source, format, text_mode=text_mode)
-        return self._write(name, records, fmt, src, parent=None, replace=replace)
+        return self._write(name, records, fmt, described_as or src, parent=None,
+                           replace=replace)
 
     def _write(self, name: str, records: Iterable[dict[str, Any]], fmt: str,
                source: str | None, parent: str | None, replace: bool) -> DatasetRecord:

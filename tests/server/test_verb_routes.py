@@ -108,6 +108,7 @@ def test_path_traversal_in_names_is_refused(served, name):
 def test_dataset_upload_show_export_remove(served, store_home):
     status, rec, _ = http(served, "POST", "api/datasets/rest-reviews?format=jsonl", raw=ROWS)
     assert status == 200 and rec["rows"] == 3 and rec["columns"] == ["text"]
+    assert rec["source"] == "an upload over the REST API"  # not the server's temp file
     assert http(served, "GET", "api/datasets/rest-reviews?head=2")[1] == \
         cli_json("data", "show", "rest-reviews", "--head", "2")
     status, again, _ = http(served, "POST", "api/datasets/rest-reviews?format=jsonl",
