@@ -5,10 +5,10 @@ arguments the CLI makes (path segments, then query fields for GET/DELETE or JSON
 fields otherwise, typed and checked by the parameter definitions), the same handler runs
 in a worker thread, and its `--json` output is the response. Errors carry the messages
 the CLI prints. A `file_in` parameter is the request body (an upload, streamed to a
-temporary file as it arrives, so its size is bounded by MAX_UPLOAD_BYTES, not memory); a
-`file_out` parameter is the response (a download). Work that runs long (a task over a dataset,
-training, resuming) is started in the server's background and answered at once with
-the run's record and 202; `GET api/runs/{id}/events` follows it.
+temporary file as it arrives, so its size is bounded by MAX_UPLOAD_BYTES, not memory);
+a `file_out` parameter is the response (a download). Work that runs long (a task over a
+dataset, training, resuming) is started in the server's background and answered at once
+with the run's record and 202; `GET api/runs/{id}/events` follows it.
 """
 
 from __future__ import annotations
@@ -180,20 +180,8 @@ class VerbHandler(LLMOSHandler):
         return out
 
     def _save_upload(self, verb: Verb, values: dict[str, Any], tmp: Path) -> Path:
-        """The request body as a file the handler reads (named for its format, if given)."""
-        fmt = values.get("format")
-        path = tmp / (f"upload.{fmt}" if fmt else "upload")
-        received = getattr(self, "received", None)
-        if received is not None:  # streamed to disk as it arrived (UploadHandler)
-            size = received()
-            if size:
-                shutil.move(self.upload_path, path)
-        else:
-            size = len(self.request.body or b"")
-            path.write_bytes(self.request.body or b"")
-        if not size:
-            raise APIError(400, f"{verb.name}: the request body must be the file to upload")
-        return path
+        """The upload as the file the verb reads (UploadHandler's routes only)."""
+        raise NotImplementedError("a route with an upload is an UploadHandler")
 
     # --- answers --------------------------------------------------------------------------
 
@@ -290,12 +278,18 @@ class UploadHandler(VerbHandler):
         elif self._size <= MAX_BODY_BYTES:
             self._buffer += chunk
 
-    def received(self) -> int:
-        """Close the upload's file; its size (413 when over the limit)."""
+    def _save_upload(self, verb: Verb, values: dict[str, Any], tmp: Path) -> Path:
+        """The spooled body moved to a file named for its format (if given) in `tmp`;
+        400 when empty, 413 when it ran over the limit."""
         self._spool.close()
         if self._size > MAX_UPLOAD_BYTES:
             raise APIError(413, f"the upload is over the limit of {MAX_UPLOAD_BYTES} bytes")
-        return self._size
+        if not self._size:
+            raise APIError(400, f"{verb.name}: the request body must be the file to upload")
+        fmt = values.get("format")
+        path = tmp / (f"upload.{fmt}" if fmt else "upload")
+        shutil.move(self.upload_path, path)
+        return path
 
     async def run_verb(self, method: str, path_args: tuple[str, ...]) -> None:
         if self._spool is None:  # a JSON body: what body_json() reads
