@@ -8,7 +8,9 @@ default model, then
 and prints aggregate tokens/s of both, their ratio, how many concurrent answers equal
 their solo answer, failures, and p50/p99 time-to-first-token and inter-token latency.
 Greedy, `ignore_eos` so every answer is --max-tokens long. Where llama-cpp-python's
-server is installed (`llama_cpp.server`), the same load runs against it on the same GGUF.
+server is installed (`llama_cpp.server`), the same load runs against it on the same GGUF
+(2 threads; requests queued rather than interrupting each other). It serves one request
+at a time, so its concurrent column shows the queue, not batching.
 
     .venv/bin/python benchmarks/bench_serve.py [--clients 32] [--max-tokens 64]
 """
@@ -64,20 +66,23 @@ async def one_client(client: httpx.AsyncClient, url: str, model: str, question: 
             "stream_options": {"include_usage": True}}
     t0 = time.perf_counter()
     stamps, text, usage = [], [], None
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
-        if r.status_code != 200:
-            return {"error": r.status_code}
-        async for line in r.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-            for c in chunk.get("choices", []):
-                piece = c.get("delta", {}).get("content")
-                if piece:
-                    stamps.append(time.perf_counter())
-                    text.append(piece)
+    try:
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+            if r.status_code != 200:
+                return {"error": r.status_code}
+            async for line in r.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                for c in chunk.get("choices", []):
+                    piece = c.get("delta", {}).get("content")
+                    if piece:
+                        stamps.append(time.perf_counter())
+                        text.append(piece)
+    except httpx.HTTPError as e:  # a server that drops the stream: a failed request
+        return {"error": type(e).__name__}
     tokens = usage["completion_tokens"] if usage else len(text)
     return {"text": "".join(text), "tokens": tokens,
             "ttft": stamps[0] - t0 if stamps else None,
@@ -148,7 +153,10 @@ def main() -> None:
     port = 18000 + os.getpid() % 1000
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model",
                              str(cached_gguf()), "--port", str(port), "--n_threads", "2",
-                             "--n_ctx", "8192", "--model_alias", MODEL],
+                             "--n_ctx", "8192", "--model_alias", MODEL,
+                             # Its default drops a running stream when another request
+                             # arrives; queueing them is the fair comparison.
+                             "--interrupt_requests", "False"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
