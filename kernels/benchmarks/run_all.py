@@ -3,11 +3,11 @@ every benchmark.
 
     python kernels/benchmarks/run_all.py --out "$OUT"
 
-Runs, in order of what they tell: every kernel test compiled on the GPU (tests/kernels,
-the whole Transformer on the triton backend included) and the GPU tests of the training
-loop (bf16 autocast, Triton attention and cross-entropy); benchmarks/bench_train.py on
-CUDA against transformers + peft (SmolLM2-135M's shapes; random weights where the GGUF is
-not at hand); then the kernel benchmarks. Writes gpu_tests.log, train.txt and one CSV per
+Runs, most telling first: the whole Transformer on the triton backend against sdpa and
+the training loop's GPU tests (bf16 autocast, Triton attention and cross-entropy); the
+kernels' GPU tests, compiled (bf16, float16, float32); benchmarks/bench_train.py on CUDA
+against transformers + peft (SmolLM2-135M's shapes; random weights where the GGUF is not
+at hand); then the kernel benchmarks. Writes gpu_tests.log, train.txt and one CSV per
 kernel under the output dir ($OUT, or --out, or kernels/benchmarks/results), and prints a
 summary with ratios against torch and the design targets. On one H200 (2026-11-30) the
 parts took: model and training tests ~40 s, other kernel tests ~30 s, attention tests over
