@@ -258,24 +258,27 @@ class UploadHandler(VerbHandler):
         verb = self.verbs.get(self.request.method)
         if verb is None:
             return
-        limit = MAX_UPLOAD_BYTES if upload_param(verb) else MAX_BODY_BYTES
+        upload = upload_param(verb) is not None
+        limit = MAX_UPLOAD_BYTES if upload else MAX_BODY_BYTES
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise APIError(413, f"request body of {length} bytes is over the limit of "
                            f"{limit} bytes")
+        # tornado drops the connection past this, so the buffer below stays bounded and
+        # body_json() sees one byte too many and answers 413 itself.
         self.request.connection.set_max_body_size(limit + 1)
-        if upload_param(verb):
+        if upload:
             self._spool_dir = tempfile.mkdtemp(prefix="llmos-upload-")
             self.upload_path = Path(self._spool_dir) / "body"
             self._spool = self.upload_path.open("wb")
 
     def data_received(self, chunk: bytes) -> None:
-        """A piece of the body: to the upload's file, or the JSON buffer (bounded)."""
+        """A piece of the body: to the upload's file, or the JSON buffer."""
         self._size += len(chunk)
         if self._spool is not None:
             if self._size <= MAX_UPLOAD_BYTES:
                 self._spool.write(chunk)
-        elif self._size <= MAX_BODY_BYTES:
+        else:
             self._buffer += chunk
 
     def _save_upload(self, verb: Verb, values: dict[str, Any], tmp: Path) -> Path:
@@ -292,10 +295,7 @@ class UploadHandler(VerbHandler):
         return path
 
     async def run_verb(self, method: str, path_args: tuple[str, ...]) -> None:
-        if self._spool is None:  # a JSON body: what body_json() reads
-            if self._size > MAX_BODY_BYTES:
-                raise APIError(413, f"request body of {self._size} bytes is over the limit "
-                               f"of {MAX_BODY_BYTES} bytes")
+        if self._spool is None:  # a JSON body: what body_json() reads (and size-checks)
             self.request.body = bytes(self._buffer)
         await super().run_verb(method, path_args)
 
