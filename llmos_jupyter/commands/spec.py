@@ -82,6 +82,9 @@ class Context:
         return self.notebook or self.rest
 
 
+_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float}
+
+
 @dataclass(frozen=True)
 class Param:
     """One parameter of a verb: a positional or an option on the command line, a path
@@ -104,10 +107,28 @@ class Param:
     aliases: tuple[str, ...] = ()  # short spellings such as -m
     metavar: str | None = None
     on: frozenset[str] | None = None  # the interfaces offering it; None: all its verb's
+    minimum: float | None = None  # int and float kinds: the smallest value allowed
+    maximum: float | None = None  # ... and the largest
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"param {self.name}: kind {self.kind!r} is not one of {KINDS}")
+        if (self.minimum is not None or self.maximum is not None) and self.kind not in _TYPES:
+            raise ValueError(f"param {self.name}: only int and float kinds take bounds")
+
+    def out_of_range(self, value: Any) -> str | None:
+        """What is wrong with a number given for this parameter (outside its bounds), or
+        None when nothing is; every interface words its error with it."""
+        if value is None or self.kind not in _TYPES:
+            return None
+        low, high = self.minimum, self.maximum
+        if (low is None or value >= low) and (high is None or value <= high):
+            return None
+        if high is None:
+            return f"must be at least {_number(low)}, got {value}"
+        if low is None:
+            return f"must be at most {_number(high)}, got {value}"
+        return f"must be between {_number(low)} and {_number(high)}, got {value}"
 
     @property
     def option(self) -> str:
@@ -166,7 +187,23 @@ def _kv(text: str) -> tuple[str, str]:
     return k.strip(), v
 
 
-_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "float": float}
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _bounded(p: Param) -> Callable[[str], Any]:
+    """argparse's type for a number parameter: converts, then checks its bounds."""
+    convert = _TYPES[p.kind]
+
+    def parse(text: str) -> Any:
+        value = convert(text)
+        problem = p.out_of_range(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = p.kind  # argparse names the type in "invalid int value: 'x'"
+    return parse
 
 
 def add_param(parser: argparse.ArgumentParser, p: Param) -> None:
@@ -182,7 +219,7 @@ def add_param(parser: argparse.ArgumentParser, p: Param) -> None:
         elif p.optional:
             kw["nargs"] = "?"
         if p.kind in _TYPES:
-            kw["type"] = _TYPES[p.kind]
+            kw["type"] = _bounded(p)
         parser.add_argument(p.name, **kw)
         return
     kw["dest"] = p.name
@@ -195,7 +232,7 @@ def add_param(parser: argparse.ArgumentParser, p: Param) -> None:
     else:
         kw.update(default=p.default, required=p.required)
         if p.kind in _TYPES:
-            kw["type"] = _TYPES[p.kind]
+            kw["type"] = _bounded(p)
     parser.add_argument(p.option, *p.aliases, **kw)
 
 

@@ -31,6 +31,10 @@ def param_schema(p: Param) -> dict[str, Any]:
     schema = dict(_SCHEMAS[p.kind])
     if p.choices:
         schema["enum"] = list(p.choices)
+    if p.minimum is not None:
+        schema["minimum"] = p.minimum
+    if p.maximum is not None:
+        schema["maximum"] = p.maximum
     if p.default is not None and p.kind != "map":
         schema["default"] = p.default
     if p.help:
@@ -177,6 +181,10 @@ def markdown() -> str:
             if p.name in names:
                 continue
             kind = {"file_in": "request body", "file_out": "response body"}.get(p.kind, p.kind)
+            if p.minimum is not None:
+                kind += f", >= {p.minimum:g}"
+            if p.maximum is not None:
+                kind += f", <= {p.maximum:g}"
             fields.append(f"`{p.name}`{'*' if p.must else ''} ({kind})")
         lines.append(f"| `{method} /{path}` | {verb.name} | {', '.join(fields) or '-'} |")
     lines += [

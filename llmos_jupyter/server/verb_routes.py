@@ -343,7 +343,7 @@ def _from_json(p: Param, value: Any) -> Any:
     if p.kind == "map":
         value = [(str(k), v if isinstance(v, str) else json.dumps(v))
                  for k, v in value.items()]
-    _check_choice(p, value)
+    _check_value(p, value)
     return value
 
 
@@ -372,14 +372,17 @@ def _from_text(p: Param, raw: list[str]) -> Any:
                 "map": "KEY=VALUE"}.get(p.kind, "text")
         raise APIError(400, f"{p.name!r} must be {want}, got {excerpt(text)}",
                        param=p.name) from None
-    _check_choice(p, value)
+    _check_value(p, value)
     return value
 
 
-def _check_choice(p: Param, value: Any) -> None:
+def _check_value(p: Param, value: Any) -> None:
     if p.choices and value not in p.choices:
         raise APIError(400, f"{p.name!r} must be one of {', '.join(p.choices)}, got "
                        f"{excerpt(value)}", param=p.name)
+    problem = p.out_of_range(value)
+    if problem:
+        raise APIError(400, f"{p.name!r} {problem}", param=p.name)
 
 
 class RunEventsHandler(LLMOSHandler):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import numbers
 import os
 import socket
 import sqlite3
@@ -297,6 +298,7 @@ class RunStore:
         """Newest first (by creation); optionally only runs with `status`."""
         if status is not None and status not in RUN_STATUSES:
             raise LLMOSError(f"unknown run status {status!r}; one of {RUN_STATUSES}")
+        _check_page(limit=limit)
         self.mark_interrupted()
         sql, args = "SELECT * FROM runs", []
         if status:
@@ -309,6 +311,7 @@ class RunStore:
     def items(self, run_id: str, offset: int = 0, limit: int | None = None) -> list[RunItem]:
         """The run's items in order, pending ones included: all, or a page of `limit`
         items from `offset`."""
+        _check_page(limit=limit, offset=offset)
         sql, args = "SELECT * FROM run_items WHERE run_id = ? ORDER BY idx", [self.get(run_id).id]
         if limit is not None or offset:
             sql, args = sql + " LIMIT ? OFFSET ?", [*args, -1 if limit is None else int(limit),
@@ -405,3 +408,11 @@ class RunStore:
                 write_items_csv(f, items)
         os.replace(part, path)
         return path
+
+
+def _check_page(**bounds: int | None) -> None:
+    """Refuse a negative limit or offset (SQLite reads LIMIT -1 as "no limit")."""
+    for name, value in bounds.items():
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, numbers.Integral) or value < 0):
+            raise LLMOSError(f"{name} must be a non-negative integer, got {value!r}")

@@ -11,6 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from llmos_jupyter import api
 from llmos_jupyter.cli import main
+from llmos_jupyter.errors import ConfigError
 from tests.checkpoint_factory import write_tiny_gguf
 
 
@@ -71,6 +72,14 @@ def test_cli_bad_input_is_an_error_message(tiny_store, capsys):
     assert "learning rate must be a positive" in capsys.readouterr().err
     assert main(["task", "eval", "echo", "--data", "labelled", "--label", "answer"]) == 1
     assert "no label column 'answer'" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_batch_or_length_that_cannot_work(tiny_store):
+    # Through the Python API (the CLI's parser refuses them before: test_verb_parity).
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer, got 0"):
+        api.eval_model("tiny", data="pairs", batch_size=0)
+    with pytest.raises(ConfigError, match="seq_len must be an integer >= 2"):
+        api.eval_model("tiny", data="pairs", seq_len=-4)
 
 
 def test_train_cell_magic(tiny_store):

@@ -121,3 +121,38 @@ def test_rest_reference_in_docs_is_generated_from_the_table():
 
     assert (REPO / "docs" / "rest-api.md").read_text(encoding="utf-8") == markdown(), \
         "regenerate it: python -m llmos_jupyter.server.openapi > docs/rest-api.md"
+
+
+def test_number_bounds_hold_on_every_interface():
+    """A bounded number below its minimum or above its maximum is refused by the command
+    line's and the magics' parsers, and the OpenAPI schema publishes the bounds (a real
+    server refusing them: tests/server/test_verb_routes.py)."""
+    bounded = [(v, p) for v in VERBS for p in v.params
+               if p.minimum is not None or p.maximum is not None]
+    assert {p.name for _, p in bounded} >= {"limit", "steps", "batch_size", "port"}
+    doc = document(ROUTES)["paths"]
+    for notebook in (False, True):
+        parsers = dict(leaves(build_parser(notebook=notebook)))
+        for v, p in bounded:
+            if v.words not in parsers or p.positional:
+                continue
+            for bad, says in ((p.minimum, "at least"), (p.maximum, "at most")):
+                if bad is None:
+                    continue
+                outside = int(bad) - 1 if says == "at least" else int(bad) + 1
+                with pytest.raises(CommandError, match="must be (at least|at most|between)"):
+                    parsers[v.words].parse_args([p.option, str(outside)])
+            # A bound itself is allowed (the verb's other required arguments aside).
+            action = next(a for a in parsers[v.words]._actions if a.dest == p.name)
+            for edge in (p.minimum, p.maximum):
+                if edge is not None:
+                    assert action.type(str(int(edge))) == edge, (v.name, p.name)
+    for v, p in bounded:
+        if REST not in v.on:
+            continue
+        op = doc["/" + v.http.split(" ")[1]][v.http.split(" ")[0].lower()]
+        schemas = {q["name"]: q["schema"] for q in op.get("parameters", [])}
+        body = op.get("requestBody", {}).get("content", {}).get("application/json")
+        schemas |= body["schema"]["properties"] if body else {}
+        assert schemas[p.name].get("minimum") == p.minimum, (v.name, p.name)
+        assert schemas[p.name].get("maximum") == p.maximum, (v.name, p.name)

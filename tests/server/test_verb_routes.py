@@ -89,6 +89,10 @@ def test_errors_carry_the_cli_message(served, store_home):
     ("POST", "api/train", {"model": MODEL, "data": "d", "method": "half"}, "method",
      "must be one of lora, full"),
     ("POST", "api/models/cp", [1, 2], None, "must be a JSON object"),
+    ("GET", "api/runs?limit=-1", None, "limit", "must be at least 1, got -1"),
+    ("GET", "api/runs/some-run?offset=-2", None, "offset", "must be at least 0, got -2"),
+    ("POST", "api/train", {"model": MODEL, "data": "d", "steps": 0}, "steps",
+     "must be at least 1, got 0"),
 ])
 def test_bad_fields_are_refused_by_name(served, method, path, body, field, says):
     status, out, _ = http(served, method, path, body)

@@ -72,6 +72,16 @@ def test_lifecycle_and_progress(runs):
     assert items[0].output_json == {"summary": "sum 0"} and items[0].raw_text == "raw"
 
 
+def test_a_negative_page_is_refused_not_read_as_everything(runs):
+    rec = make_run(runs)
+    # SQLite reads LIMIT -1 as "no limit": the store refuses it instead.
+    with pytest.raises(LLMOSError, match="limit must be a non-negative integer, got -1"):
+        runs.list(limit=-1)
+    with pytest.raises(LLMOSError, match="offset must be a non-negative integer, got -3"):
+        runs.items(rec.id, offset=-3)
+    assert len(runs.items(rec.id, offset=1, limit=1)) == 1 and runs.list(limit=0) == []
+
+
 def test_item_cannot_get_two_results(runs):
     rec = make_run(runs)
     runs.record_item(rec.id, 0, "first")
