@@ -35,7 +35,12 @@ def add(args: argparse.Namespace, ctx: Context) -> Output:
     path = Path(args.file)
     if not path.is_file():
         raise CommandError(f"task add: no file {args.file!r}; give a YAML file with -f")
-    spec = api.tasks.add(args.name, path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:  # over REST the file is the request body: no path to name
+        raise CommandError(f"task add: the YAML is not UTF-8 text (byte {e.start}); save it "
+                           "as UTF-8") from None
+    spec = api.tasks.add(args.name, text)
     return Record(spec.to_dict(), title=f"task {args.name} saved", value=spec)
 
 

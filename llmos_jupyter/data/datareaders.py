@@ -141,6 +141,9 @@ def _json_value(line: str, where: str) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as e:
         raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except ValueError:  # an integer longer than Python converts
+        raise DataError(f"{where}: a number of over {sys.get_int_max_str_digits()} digits; "
+                        "quote it as a string") from None
     except RecursionError:
         raise DataError(f"{where}: JSON nested too deeply (Python reads about "
                         f"{sys.getrecursionlimit()} levels); flatten the record") from None
@@ -171,6 +174,9 @@ def _parse_json(text: str, name: str) -> list[Record]:
     except json.JSONDecodeError as e:
         raise DataError(f"{name} line {e.lineno}: invalid JSON ({e.msg} at column {e.colno})"
                         ) from None
+    except ValueError:  # an integer longer than Python converts
+        raise DataError(f"{name}: a number of over {sys.get_int_max_str_digits()} digits; "
+                        "quote it as a string") from None
     except RecursionError:
         raise DataError(f"{name}: JSON nested too deeply (Python reads about "
                         f"{sys.getrecursionlimit()} levels); flatten the records") from None

@@ -114,6 +114,9 @@ def test_task_and_runs_verbs(store_home, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("inputs: [text]\nprompt: 'Say {txt}'\n")
     assert "line 2" in llmos_fails(capsys, "task", "add", task + "-bad", "-f", str(bad))
+    bad.write_bytes("prompt: 'Say {text}'\n".encode("utf-16"))  # a BOM, then NULs
+    assert "the YAML is not UTF-8 text (byte 0)" in llmos_fails(capsys, "task", "add",
+                                                                task + "-bad", "-f", str(bad))
     assert main(["task", "rm", task]) == 0
 
 

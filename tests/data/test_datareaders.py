@@ -48,6 +48,21 @@ def test_deeply_nested_jsonl_names_the_line(tmp_path):
         read_records(whole)
 
 
+def test_a_number_too_long_for_python_names_the_line(tmp_path):
+    # Python refuses to convert integers of over 4300 digits: json.loads raised a bare
+    # ValueError (not a JSONDecodeError), which escaped as a traceback.
+    huge = "1" + "0" * 5000
+    path = write(tmp_path, "big.jsonl", '{"ok": 1}\n{"n": ' + huge + "}\n")
+    with pytest.raises(DataError, match=r"^big\.jsonl line 2: a number of over \d+ digits; "
+                                        "quote it as a string"):
+        read_records(path)
+    whole = write(tmp_path, "big.json", '[{"n": ' + huge + "}]")
+    with pytest.raises(DataError, match=r"^big\.json: a number of over \d+ digits"):
+        read_records(whole)
+    quoted = write(tmp_path, "ok.jsonl", '{"n": "' + huge + '"}\n')
+    assert read_records(quoted) == [{"n": huge}]
+
+
 def test_utf8_error_in_a_streamed_csv_names_the_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_bytes(b"a,b\n" + b"x,y\n" * 5000 + b"\xff,z\n")
