@@ -38,7 +38,29 @@ class HelpShown(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises CommandError instead of exiting the process."""
+    """An ArgumentParser that raises CommandError instead of exiting the process.
+
+    A verb's own parser takes its options and positionals in any order, so
+    `llmos run MODEL --max-tokens 8 "PROMPT"` reads like `llmos run --max-tokens 8 MODEL
+    "PROMPT"` (plain argparse takes MODEL and the optional PROMPT in one go at the first
+    positional, then calls the prompt unrecognized).
+    """
+
+    _intermixing = False  # inside parse_known_intermixed_args (which calls back in here)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """argparse's parse_known_args; intermixed for a parser without sub-verbs."""
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing, usage = True, self.usage
+        if usage is None:
+            # argparse freezes the usage text here, then %-formats it: escape the % of
+            # the magics' "%llmos".
+            self.usage = self.format_usage().removeprefix("usage: ").strip().replace("%", "%%")
+        try:
+            return super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing, self.usage = False, usage
 
     def error(self, message: str):  # type: ignore[override]
         """Bad usage: a CommandError with the message and the usage line."""

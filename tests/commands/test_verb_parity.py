@@ -156,3 +156,18 @@ def test_number_bounds_hold_on_every_interface():
         schemas |= body["schema"]["properties"] if body else {}
         assert schemas[p.name].get("minimum") == p.minimum, (v.name, p.name)
         assert schemas[p.name].get("maximum") == p.maximum, (v.name, p.name)
+
+
+@pytest.mark.parametrize("notebook", [False, True])
+def test_options_may_come_between_positionals(notebook):
+    # Plain argparse took MODEL and the optional PROMPT together at the first positional,
+    # so `run MODEL --max-tokens 3 PROMPT` called the prompt an unrecognized argument.
+    prog = "%llmos" if notebook else "llmos"
+    args = parse(["run", "m", "--max-tokens", "3", "hi there", "--temperature", "0"],
+                 prog=prog, notebook=notebook)
+    assert (args.name, args.prompt, args.max_tokens, args.temperature) == ("m", "hi there", 3, 0)
+    args = parse(["data", "prep", "a", "--dedupe", "b", "--min-chars", "5"], prog=prog,
+                 notebook=notebook)
+    assert (args.src, args.dst, args.dedupe, args.min_chars) == ("a", "b", True, 5)
+    with pytest.raises(CommandError, match=f"usage: {prog} run"):  # usage keeps its "%"
+        parse(["run", "m", "--max-tokens", "x"], prog=prog, notebook=notebook)
