@@ -69,6 +69,11 @@ class Client:
 
     def __init__(self, base_url: str, api_key: str | None = None,
                  timeout: float = 600.0) -> None:
+        parts = urllib.parse.urlsplit(base_url if isinstance(base_url, str) else "")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"llmos.Client: base_url {base_url!r} is not an http(s) URL; "
+                             "give the server's address, e.g. http://127.0.0.1:8765 (or "
+                             "http://HOST:8888/llmos/ for a Jupyter server)")
         self.base_url = base_url.rstrip("/") + "/"
         self.api_key = api_key
         self.timeout = timeout

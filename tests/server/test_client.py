@@ -66,6 +66,9 @@ def test_errors_are_typed(client, served):
     assert e.value.status == 401
     with pytest.raises(ClientError, match="cannot reach the LLMOS server"):
         llmos.Client("http://127.0.0.1:9", timeout=5).health()
+    for bad in ("not a url", "ftp://host/", "127.0.0.1:8765", None):
+        with pytest.raises(ValueError, match="is not an http\\(s\\) URL"):
+            llmos.Client(bad)
 
 
 def test_client_datasets_tasks_and_remote_runs(client, store_home, tmp_path):
