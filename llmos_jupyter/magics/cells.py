@@ -37,7 +37,7 @@ def run_cell(magics: Any, argv: list[str], cell: str) -> Any:
         print(h.text)
         return None
     except CommandError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(_cell_hint(argv) or str(e)) from None
     if args.verb is None:
         raise UsageError("%%llmos needs a cell verb: generate, chat, task NAME or train")
     if args.verb == "task":
@@ -45,6 +45,18 @@ def run_cell(magics: Any, argv: list[str], cell: str) -> Any:
     if args.verb == "train":
         return _train(magics, args, cell)
     return _generate(magics, args, cell)
+
+
+def _cell_hint(argv: list[str]) -> str | None:
+    """What to type instead, for a line verb written as a cell (a CLI habit)."""
+    if argv[:2] == ["task", "add"] and len(argv) >= 3:
+        return (f"%%llmos task {argv[2]} defines (or updates) the task from the cell's YAML; "
+                f"`task add` is the line form, `%llmos task add {argv[2]} -f FILE`")
+    if argv and argv[0] not in CELL_VERBS and not argv[0].startswith("-"):
+        return (f"%%llmos has no cell verb {argv[0]!r}; cell verbs: "
+                f"{', '.join(CELL_VERBS)}. For the line verb, use `%llmos {' '.join(argv)}` "
+                "(one %)")
+    return None
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
