@@ -249,21 +249,23 @@ class InflightBatch:
         that would pass the budget (the sequence waits)."""
         if not self.running and not pending:  # another caller may have reshaped the caches
             self._rows = self._len = 0
-        rows_needed = max(rows, self._rows)
-        len_needed = max(length, self._len, *(s.need for s in self.running + pending))
-        if rows_needed <= self._rows and len_needed <= self._len:
+        active = self.running + pending
+        len_needed = max(length, self._len, *(s.need for s in active))
+        if rows <= self._rows and len_needed <= self._len:
             return True
-        # Grow by doubling (few reallocations), but never past the budget or context.
-        new_rows = min(max(rows_needed, 2 * self._rows), self.max_rows)
-        new_len = min(max(len_needed, 2 * self._len if len_needed > self._len else self._len),
-                      self.model.config.max_seq_len)
-        while new_rows * new_len * self.per_token > self.kv_budget_bytes:
-            if new_rows > rows_needed:
-                new_rows = rows_needed
-            elif new_len > len_needed:
-                new_len = len_needed
-            else:
-                return False
+        # Grow to hold everything queued that fits in the batch, where the budget allows:
+        # a crowd admitted in one step used to grow the cache 2, 4, 8, 16, 32 rows, each
+        # time allocating, zeroing and copying it. Else only what is needed; never past
+        # the budget or the context.
+        queued = list(itertools.islice(self.waiting, max(self.max_rows - len(active), 0)))
+        want_rows = min(max(rows, 2 * self._rows, len(active) + len(queued)), self.max_rows)
+        want_len = min(max(len_needed, 2 * self._len if len_needed > self._len else self._len,
+                           *(s.need for s in queued)), self.model.config.max_seq_len)
+        for new_rows, new_len in ((want_rows, want_len), (rows, want_len), (rows, len_needed)):
+            if new_rows * new_len * self.per_token <= self.kv_budget_bytes:
+                break
+        else:
+            return False
         if not self.running:
             self.model.setup_caches(new_rows, new_len)
         else:

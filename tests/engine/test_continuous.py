@@ -103,6 +103,24 @@ def test_a_full_batch_makes_newcomers_wait_then_serves_them(tiny_model, tiny_tok
         assert seq.result.token_ids == solo(tiny_model, tiny_tok, p, prm).token_ids
 
 
+def test_a_crowd_grows_the_cache_once(tiny_model, tiny_tok, monkeypatch):
+    batch = InflightBatch(tiny_model, tiny_tok, max_rows=8)
+    ps = prompts(7)
+    first = batch.add(ps[0], GREEDY.replace(max_tokens=12))
+    batch.step()
+    grown = []
+    resize = tiny_model.resize_caches
+    monkeypatch.setattr(tiny_model, "resize_caches",
+                        lambda rows, *a: (grown.append(rows), resize(rows, *a))[1])
+    crowd = [batch.add(p, GREEDY.replace(max_tokens=12)) for p in ps[1:]]
+    batch.step()  # all six join beside the first: one reallocation, not 2, 4, 8 rows
+    assert grown == [7] and len(batch.running) == 7
+    drain(batch)
+    for seq, p in zip([first, *crowd], ps, strict=True):
+        assert seq.result.token_ids == solo(tiny_model, tiny_tok, p,
+                                            GREEDY.replace(max_tokens=12)).token_ids
+
+
 def test_prompt_larger_than_the_budget_is_refused(tiny_model, tiny_tok):
     batch = InflightBatch(tiny_model, tiny_tok, kv_budget_bytes=1024)
     with pytest.raises(PromptError, match="KV cache"):
