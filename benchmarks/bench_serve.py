@@ -5,14 +5,15 @@ default model, then
   1. solo: each of the N chat prompts alone, one after another (its output is the
      reference, its tokens/s the single-client speed);
   2. concurrent: all N at once, each a streaming client;
-and prints aggregate tokens/s of both, their ratio, how many concurrent answers equal
-their solo answer, failures, and p50/p99 time-to-first-token and inter-token latency.
+--rounds times, alternating which goes first, and prints aggregate tokens/s of both, the
+median of the rounds' ratios, how many concurrent answers equal their solo answer,
+failures, and p50/p99 time-to-first-token and inter-token latency.
 Greedy, `ignore_eos` so every answer is --max-tokens long. Where llama-cpp-python's
 server is installed (`llama_cpp.server`), the same load runs against it on the same GGUF
 (2 threads; requests queued rather than interrupting each other). It serves one request
 at a time, so its concurrent column shows the queue, not batching.
 
-    .venv/bin/python benchmarks/bench_serve.py [--clients 32] [--max-tokens 64]
+    .venv/bin/python benchmarks/bench_serve.py [--clients 32] [--max-tokens 64] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import importlib.util
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,22 +111,41 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-def measure(name: str, url: str, model: str, questions: list[str], max_tokens: int) -> None:
-    solo, solo_wall = asyncio.run(run_load(url, model, questions, max_tokens, False))
-    conc, conc_wall = asyncio.run(run_load(url, model, questions, max_tokens, True))
-    ok = [r for r in conc if "error" not in r]
-    failed = len(conc) - len(ok)
-    same = sum(1 for a, b in zip(solo, conc, strict=True)
-               if "error" not in b and a.get("text") == b["text"])
-    solo_tps = sum(r.get("tokens", 0) for r in solo) / solo_wall
-    conc_tps = sum(r["tokens"] for r in ok) / conc_wall
-    ttft = [r["ttft"] for r in ok if r["ttft"] is not None]
-    itl = [x for r in ok for x in r["itl"]]
-    print(f"\n{name}: {len(questions)} clients, {max_tokens} tokens each, greedy")
-    print(f"  one client at a time : {solo_tps:7.1f} tok/s  ({solo_wall:.1f} s)")
-    print(f"  all concurrent       : {conc_tps:7.1f} tok/s  ({conc_wall:.1f} s)")
-    print(f"  ratio                : {conc_tps / solo_tps:7.2f}x")
-    print(f"  identical to solo    : {same}/{len(questions)}   failed requests: {failed}")
+def measure(name: str, url: str, model: str, questions: list[str], max_tokens: int,
+            rounds: int) -> None:
+    """`rounds` pairs of runs, one client at a time and all at once (which goes first
+    alternates): a machine whose speed drifts (another process, a busy host) then weighs on
+    both sides of a pair alike, and the median of the pairs' ratios is the figure."""
+    print(f"\n{name}: {len(questions)} clients, {max_tokens} tokens each, greedy, "
+          f"{rounds} round(s)")
+    reference: list[dict] | None = None
+    ratios, solo_rates, conc_rates, ttft, itl = [], [], [], [], []
+    same = failed = 0
+    for r in range(rounds):
+        runs = {}
+        for concurrent in ((False, True) if r % 2 == 0 else (True, False)):
+            runs[concurrent] = asyncio.run(run_load(url, model, questions, max_tokens,
+                                                    concurrent))
+        (solo, solo_wall), (conc, conc_wall) = runs[False], runs[True]
+        reference = reference or solo  # every answer is compared with the first solo run
+        ok = [x for x in conc if "error" not in x]
+        failed += len(conc) - len(ok) + sum("error" in x for x in solo)
+        same += sum(1 for a, b in zip(reference, conc, strict=True)
+                    if "error" not in b and a.get("text") == b["text"])
+        solo_rates.append(sum(x.get("tokens", 0) for x in solo) / solo_wall)
+        conc_rates.append(sum(x["tokens"] for x in ok) / conc_wall)
+        ratios.append(conc_rates[-1] / solo_rates[-1])
+        ttft += [x["ttft"] for x in ok if x["ttft"] is not None]
+        itl += [t for x in ok for t in x["itl"]]
+        print(f"  round {r + 1}: one at a time {solo_rates[-1]:6.1f} tok/s ({solo_wall:.1f} s), "
+              f"all at once {conc_rates[-1]:6.1f} tok/s ({conc_wall:.1f} s), "
+              f"ratio {ratios[-1]:.2f}x")
+    med = statistics.median
+    print(f"  one client at a time : {med(solo_rates):7.1f} tok/s  (median)")
+    print(f"  all concurrent       : {med(conc_rates):7.1f} tok/s  (median)")
+    print(f"  ratio                : {med(ratios):7.2f}x  (median of the rounds' ratios, "
+          f"range {min(ratios):.2f}..{max(ratios):.2f})")
+    print(f"  identical to solo    : {same}/{len(questions) * rounds}   failed requests: {failed}")
     print(f"  time to first token  : p50 {pct(ttft, .5) * 1000:7.0f} ms   "
           f"p99 {pct(ttft, .99) * 1000:7.0f} ms")
     print(f"  inter-token latency  : p50 {pct(itl, .5) * 1000:7.1f} ms   "
@@ -135,6 +156,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="pairs of solo and concurrent runs (default 3)")
     args = ap.parse_args()
     from tests.seed_home import cached_gguf, seed_default_model
 
@@ -143,7 +166,7 @@ def main() -> None:
     questions = prompts(args.clients)
     proc, url = start_llmos(home)
     try:
-        measure("llmos serve", url, MODEL, questions, args.max_tokens)
+        measure("llmos serve", url, MODEL, questions, args.max_tokens, args.rounds)
     finally:
         proc.terminate()
         proc.wait(120)
@@ -166,7 +189,7 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        measure("llama.cpp server", url, MODEL, questions, args.max_tokens)
+        measure("llama.cpp server", url, MODEL, questions, args.max_tokens, args.rounds)
     finally:
         proc.terminate()
         proc.wait(60)
