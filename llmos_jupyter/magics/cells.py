@@ -54,8 +54,8 @@ def _cell_hint(argv: list[str]) -> str | None:
                 f"`task add` is the line form, `%llmos task add {argv[2]} -f FILE`")
     if argv and argv[0] not in CELL_VERBS and not argv[0].startswith("-"):
         return (f"%%llmos has no cell verb {argv[0]!r}; cell verbs: "
-                f"{', '.join(CELL_VERBS)}. For the line verb, use `%llmos {' '.join(argv)}` "
-                "(one %)")
+                f"{', '.join(CELL_VERBS)}. For the line verb, use one %: "
+                f"%llmos {' '.join(argv)}")
     return None
 
 

@@ -145,7 +145,8 @@ def test_task_cell_reports_spec_errors_with_line(ip, store_home):
 def test_a_line_verb_written_as_a_cell_says_what_to_type(ip):
     with pytest.raises(UsageError, match=r"%%llmos task t1 defines .* `%llmos task add t1 -f"):
         ip.run_cell_magic("llmos", "task add t1", "prompt: hi\n")
-    with pytest.raises(UsageError, match=r"no cell verb 'data'.*`%llmos data add d x.csv` "):
+    with pytest.raises(UsageError,
+                       match=r"no cell verb 'data'.*use one %: %llmos data add d x.csv$"):
         ip.run_cell_magic("llmos", "data add d x.csv", "a,b\n")
     with pytest.raises(UsageError, match="usage: %%llmos generate"):  # real cell verbs as before
         ip.run_cell_magic("llmos", "generate --max-tokens x", "hi")
