@@ -91,8 +91,10 @@ TRAIN = (
     P("lora_rank", kind="int", minimum=1, help="LoRA rank"),
     P("lora_alpha", kind="float", help="LoRA alpha (scale = alpha / rank)"),
     P("lora_targets", help="q_proj,v_proj (default) ... or all-linear"),
-    P("checkpoint_every", kind="int", minimum=1, help="steps between checkpoints"),
-    P("eval_every", kind="int", minimum=1, help="steps between validation losses"),
+    P("checkpoint_every", kind="int", minimum=0,
+      help="steps between checkpoints (0: only when stopping)"),
+    P("eval_every", kind="int", minimum=0,
+      help="steps between validation losses (0: only at the end)"),
     P("gradient_checkpointing", kind="bool",
       help="recompute activations in the backward: less memory, slower steps"),
 )
