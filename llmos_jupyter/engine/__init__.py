@@ -6,7 +6,8 @@ Public API:
     stream             complete one prompt, yielding text pieces
     sample             pick next tokens from logits (penalty, temperature, top-k/p, min-p)
 
-Also here: continuous.py (in-flight batching for a server), json_constraint.py
+Also here: continuous.py (in-flight batching for a server), prompt_cache.py (a single
+prompt continuing the cache the last one left: a chat's next turn), json_constraint.py
 (JSON-constrained decoding), stops.py (stop strings), and training: loss.py, lora.py,
 train_data.py, training.py.
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from llmos_jupyter.core.params import GenerationParams
+from llmos_jupyter.engine import prompt_cache
 from llmos_jupyter.engine.sampling import make_generators, sample
 from llmos_jupyter.engine.stops import StopText
 from llmos_jupyter.errors import PromptError
@@ -166,7 +167,7 @@ def stream(
         steps.close()
 
 
-def prefill(model: Any, prompts: list[list[int]], chunk: int | None = None
+def prefill(model: Any, prompts: list[list[int]], chunk: int | None = None, start: int = 0
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run all prompts through the model in one right-padded batch.
 
@@ -175,12 +176,15 @@ def prefill(model: Any, prompts: list[list[int]], chunk: int | None = None
     repetition-penalty set; the padded cache slots are overwritten by decode before any
     step attends to them. With `chunk`, positions go through the model `chunk` at a time
     (each continuing the cache), so a caller polling between layers waits for at most
-    one layer of one chunk.
+    one layer of one chunk. With `start` > 0 (one prompt) the cache already holds the
+    prompt's positions [0, start) and only the rest is prefilled.
     """
     T = max(len(p) for p in prompts)
     padded = [p + [p[-1]] * (T - len(p)) for p in prompts]
     ids = torch.tensor(padded, dtype=torch.long, device=model.device)  # (B, T)
     lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=model.device)
+    if start:
+        return _prefill_span(model, ids, lengths, start, chunk), ids
     P = shared_prefix_length(prompts)
     if P < MIN_SHARED_PREFIX or not hasattr(model, "share_prefix"):
         return _prefill_span(model, ids, lengths, 0, chunk), ids
@@ -313,15 +317,25 @@ def _generation(
 
     t_start = time.perf_counter()
     with torch.inference_mode():
-        model.setup_caches(B, max(len(p) + m for p, m in zip(prompts, max_new, strict=True)))
-        long_prefill = B * max(len(p) for p in prompts) >= PREFILL_POLL_TOKENS
+        need = max(len(p) + m for p, m in zip(prompts, max_new, strict=True))
+        # One prompt may continue what the last single-prompt generation left in the cache.
+        cached = prompt_cache.reusable(model, prompts[0]) if B == 1 else 0
+        prompt_cache.forget(model)
+        if cached and not model.caches_fit(1, need):
+            model.resize_caches(1, need, 1, cached)
+        else:
+            model.setup_caches(B, need)
+        long_prefill = B * (max(len(p) for p in prompts) - cached) >= PREFILL_POLL_TOKENS
         polled = should_stop is not None and long_prefill
         try:
             with _stop_between_layers(model, should_stop if polled else None):
                 logits, ids = prefill(
-                    model, prompts, max(16, PREFILL_CHUNK_TOKENS // B) if polled else None)
+                    model, prompts, max(16, PREFILL_CHUNK_TOKENS // B) if polled else None,
+                    start=cached)
         except _PrefillCancelled:  # the caches are set up afresh by the next call
             return [_cancelled(p) for p in prompts]
+        # A prefill polled between layers ran the torch path, not the row-exact one.
+        record = prompt_cache.remember(model, prompts[0]) if B == 1 and not polled else None
         positions = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=device)
         advance = torch.ones(B, dtype=torch.long, device=device)
         # Seen tokens for the repetition penalty: prompt and completion ids in one buffer,
@@ -345,6 +359,7 @@ def _generation(
     running = list(range(B))
     just_finished: list[int] = []
     tokens = None
+    token_list: list[int] = []  # the tokens last sampled, fed by the next decode step
     step = -1  # index of the token being sampled, counted from 0
     while True:
         step += 1
@@ -369,6 +384,8 @@ def _generation(
                 elif just_finished:
                     advance[[slots.index(b) for b in just_finished]] = 0
                 logits = decode_step(model, tokens, positions, advance)
+                if record is not None:
+                    record.fed(model, token_list[0])
             tokens = sample(logits, params, generators, seen, counts)  # (len(slots),)
             if counts is not None:
                 counts[torch.arange(len(tokens), device=device), tokens] += 1
@@ -395,7 +412,8 @@ def _generation(
             break
     t_end = time.perf_counter()
 
-    return _results(rows, tokenizer, stop_ids, t_prefilled - t_start, t_end - t_prefilled)
+    return _results(rows, tokenizer, stop_ids, t_prefilled - t_start, t_end - t_prefilled,
+                    cached)
 
 
 # A prefill of at least this many (padded) tokens, when it can be cancelled, polls
@@ -501,9 +519,12 @@ def _plan(model: Any, prompts: list[list[int]], params: GenerationParams) -> lis
 
 
 def _results(
-    rows: list[_Row], tokenizer: Any, stop_ids: frozenset[int], prefill_s: float, decode_s: float
+    rows: list[_Row], tokenizer: Any, stop_ids: frozenset[int], prefill_s: float, decode_s: float,
+    cached: int = 0,
 ) -> list[GenerationResult]:
-    prompt_total = sum(r.prompt_len for r in rows)
+    """One result per row; `cached`: prompt tokens of row 0 taken from the cache (a batch
+    of one only), which the prefill rate does not count."""
+    prompt_total = sum(r.prompt_len for r in rows) - cached
     # The first token of each row comes from the prefill logits; the rest from decode steps.
     decoded_total = sum(max(len(r.token_ids) - 1, 0) for r in rows)
     timings = {
@@ -521,10 +542,11 @@ def _results(
                 "prompt_tokens": r.prompt_len,
                 "completion_tokens": len(r.token_ids),
                 "total_tokens": r.prompt_len + len(r.token_ids),
+                "cached_tokens": cached if i == 0 else 0,
             },
             timings=dict(timings),
         )
-        for r in rows
+        for i, r in enumerate(rows)
     ]
 
 

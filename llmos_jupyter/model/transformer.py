@@ -201,6 +201,10 @@ class Transformer(nn.Module):
         # (training only: forward/hidden_states with a gradient); see _blocks.
         self.gradient_checkpointing = False
         self._fused: FusedDecoder | None | bool = None  # built lazily; False = n/a
+        # Bumped by every method that writes or replaces the KV caches, so a caller that
+        # remembers what they hold can tell whether anything else wrote them since
+        # (engine/prompt_cache.py).
+        self.cache_writes = 0
         self.init_buffers()
 
     def init_buffers(self, device: torch.device | str | None = None) -> None:
@@ -287,6 +291,8 @@ class Transformer(nn.Module):
         """
         self._check_len(max_seq_len)
         c = self.config
+        if not self.caches_fit(batch_size, max_seq_len):
+            self.cache_writes += 1
         for layer in self.layers:
             cache = layer.attn.cache
             if cache is None or not cache.fits(batch_size, max_seq_len, self.dtype, self.device):
@@ -296,12 +302,19 @@ class Transformer(nn.Module):
         # and either may have been replaced since the last generation.
         self._fused = None
 
+    def caches_fit(self, batch_size: int, max_seq_len: int) -> bool:
+        """Whether every layer's KV cache can serve batch_size x max_seq_len as it is."""
+        return all(layer.attn.cache is not None
+                   and layer.attn.cache.fits(batch_size, max_seq_len, self.dtype, self.device)
+                   for layer in self.layers)
+
     def resize_caches(self, batch_size: int, max_seq_len: int, keep_rows: int,
                       keep_len: int) -> None:
         """Grow the KV caches to [batch_size, ..., max_seq_len, ...] keeping positions
         [0, keep_len) of rows [0, keep_rows): sequences keep decoding where they were while
         a batch grows for newcomers. Raises ConfigError past the model's context."""
         self._check_len(max_seq_len)
+        self.cache_writes += 1
         for layer in self.layers:
             layer.attn.cache = layer.attn.cache.resized(batch_size, max_seq_len, keep_rows,
                                                         keep_len)
@@ -319,6 +332,7 @@ class Transformer(nn.Module):
         already decoding in rows [0, row)."""
         B, T = ids.shape
         self._check_cache(row + B, start + T)
+        self.cache_writes += 1
         fused = self._fused_prefill(row + B)
         if fused is not None:
             return fused.prefill(ids, lengths, start, row)
@@ -351,12 +365,14 @@ class Transformer(nn.Module):
         """Give rows [1, batch_size) the cached positions [0, length) of row 0: a prompt
         prefix common to a batch is prefilled once (row 0), then continued per row with
         prefill(..., start=length)."""
+        self.cache_writes += 1
         for layer in self.layers:
             layer.attn.cache.share_prefix(batch_size, length)
 
     def move_rows(self, src: list[int], dst: list[int], length: int) -> None:
         """Copy cached positions [0, length) of rows src[i] into rows dst[i] in every layer
         (generation compacts a batch this way as its sequences finish)."""
+        self.cache_writes += 1
         for layer in self.layers:
             layer.attn.cache.move_rows(src, dst, length)
 
@@ -364,6 +380,7 @@ class Transformer(nn.Module):
     def decode_step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Feed tokens [B] at positions [B] (one per sequence); write their k/v there and
         attend to cache [0, positions[b]]. Returns float32 logits [B, V]."""
+        self.cache_writes += 1
         fused = self._fused_decoder(tokens.shape[0])
         if fused is not None:
             return fused.step(tokens, positions)

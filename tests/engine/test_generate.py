@@ -51,6 +51,7 @@ def test_greedy_batch_equals_each_prompt_alone_and_the_reference(tiny_model, tin
             "prompt_tokens": len(prompt),
             "completion_tokens": 12,
             "total_tokens": len(prompt) + 12,
+            "cached_tokens": 0,
         }
         assert res.text == tiny_tok.decode(res.token_ids)
         t = res.timings

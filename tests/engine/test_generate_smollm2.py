@@ -98,3 +98,25 @@ def test_multibyte_streaming_never_splits_a_character(load):
     streamed = list(stream(model, tok, prompts[0], params))
     assert "".join(streamed) == results[0].text  # float32: batch and single agree
     assert not any("\ufffd" in p for p in streamed[:-1])
+
+
+def test_a_chats_next_turn_continues_the_cache_with_identical_answers(smollm2):
+    from llmos_jupyter.engine import prompt_cache
+
+    model, tok = smollm2
+    params = GenerationParams(max_tokens=24, temperature=0)
+    messages = [{"role": "user", "content": "Name three animals of the sea."}]
+    prompt_cache.forget(model)
+    first = generate(model, tok, [tok.encode(tok.apply_chat_template(messages),
+                                             allow_special=True)], params)[0]
+    messages += [{"role": "assistant", "content": first.text},
+                 {"role": "user", "content": "Which of them is the largest?"}]
+    ids = tok.encode(tok.apply_chat_template(messages), allow_special=True)
+    second = generate(model, tok, [ids], params)[0]
+    # The template re-encodes the first answer as it was generated, so nearly all of the
+    # conversation so far comes from the cache.
+    assert second.usage["cached_tokens"] >= len(ids) - 20
+    prompt_cache.forget(model)
+    full = generate(model, tok, [ids], params)[0]
+    assert full.usage["cached_tokens"] == 0
+    assert second.token_ids == full.token_ids and second.text.strip()
