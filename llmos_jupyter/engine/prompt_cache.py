@@ -1,6 +1,6 @@
 """Reuse of the KV cache from one single-prompt generation to the next.
 
-A chat's next turn sends the whole conversation again (`llmos run`'s chat, the
+A chat's next turn sends the whole conversation again (the chat of llmos run, the
 Playground, `m.chat` in a loop), so without this every turn prefills every earlier turn
 too: ~0.7 s per 400 tokens of history on two CPU cores. After a single-prompt generation
 the model's cache row 0 still holds the keys and values of the prompt and of every token
@@ -30,31 +30,44 @@ _ATTR = "_llmos_prompt_cache"
 
 @dataclass
 class Record:
-    """What cache row 0 holds: the keys and values of `tokens` at positions [0, len)."""
+    """What a cache row holds: the keys and values of `tokens` at positions [0, len)."""
 
     tokens: list[int]
     writes: int  # the model's cache_writes right after the last of them was written
     weights: tuple  # _weights(model) then
+
+    @classmethod
+    def of(cls, model: Any, tokens: list[int]) -> Record | None:
+        """A record of `tokens`, just written; None where the model keeps no count of its
+        cache writes or its prefill is not row-exact."""
+        if getattr(model, "cache_writes", None) is None or not model.prefill_rows_exact(1):
+            return None
+        return cls(list(tokens), model.cache_writes, _weights(model))
 
     def fed(self, model: Any, token: int) -> None:
         """A decode step just wrote `token` at the next position."""
         self.tokens.append(token)
         self.writes = model.cache_writes
 
+    def reusable(self, model: Any, prompt: list[int]) -> int:
+        """How many leading tokens of `prompt` the row holds, ready to be continued (0
+        when none may be reused; always leaves one token to prefill, whose logits start
+        the answer)."""
+        if (getattr(model, "cache_writes", None) != self.writes
+                or not model.prefill_rows_exact(1) or _weights(model) != self.weights):
+            return 0
+        limit = min(len(self.tokens), len(prompt) - 1)
+        n = 0
+        while n < limit and self.tokens[n] == prompt[n]:
+            n += 1
+        return n if n >= MIN_REUSE else 0
+
 
 def reusable(model: Any, prompt: list[int]) -> int:
-    """How many leading tokens of `prompt` the model's cache already holds, ready to be
-    continued (0 when none may be reused; always leaves one token to prefill, whose
-    logits start the answer)."""
+    """How many leading tokens of `prompt` the model's cache row 0 holds from the last
+    single-prompt generation (see Record.reusable)."""
     record = getattr(model, _ATTR, None)
-    if (record is None or getattr(model, "cache_writes", None) != record.writes
-            or not model.prefill_rows_exact(1) or _weights(model) != record.weights):
-        return 0
-    limit = min(len(record.tokens), len(prompt) - 1)
-    n = 0
-    while n < limit and record.tokens[n] == prompt[n]:
-        n += 1
-    return n if n >= MIN_REUSE else 0
+    return 0 if record is None else record.reusable(model, prompt)
 
 
 def forget(model: Any) -> None:
@@ -64,11 +77,8 @@ def forget(model: Any) -> None:
 
 
 def remember(model: Any, prompt: list[int]) -> Record | None:
-    """Start a record after `prompt` was prefilled into row 0 (None where the model keeps
-    no count of its cache writes or its prefill is not row-exact)."""
-    if getattr(model, "cache_writes", None) is None or not model.prefill_rows_exact(1):
-        return None
-    record = Record(list(prompt), model.cache_writes, _weights(model))
+    """Start a record after `prompt` was prefilled into row 0 (see Record.of)."""
+    record = Record.of(model, prompt)
     setattr(model, _ATTR, record)
     return record
 
