@@ -15,6 +15,11 @@ others'), the batched decode kernels give each row bit for bit its single-row re
 and it samples from its own logits with its own generator (seeded `seed`, as row 0 of a
 solo call) and its own repetition-penalty history.
 
+When the batch empties, cache row 0 keeps what its last sequence left: a newcomer whose
+prompt starts with those tokens (the next turn of the same chat, one user at a time)
+prefills only the rest into row 0 (engine/prompt_cache.py: only where that changes no
+number; `usage["cached_tokens"]` counts the tokens skipped).
+
 The cache grows on demand (more rows, longer rows; `model.resize_caches` keeps what the
 running rows hold) up to `kv_budget_bytes`; a prompt that does not fit beside the running
 ones waits until rows leave. The class is not thread-safe: one thread (a scheduler) owns
@@ -34,6 +39,7 @@ from llmos_jupyter.core.params import GenerationParams
 from llmos_jupyter.engine.generate import KV_BUDGET_BYTES, GenerationResult, _plan, _Row
 from llmos_jupyter.engine.generate import _stream_decoder as stream_decoder
 from llmos_jupyter.engine.json_constraint import JsonConstraint, vocabulary_bytes
+from llmos_jupyter.engine.prompt_cache import Record
 from llmos_jupyter.engine.sampling import make_generators, sample
 from llmos_jupyter.errors import ConfigError, PromptError
 
@@ -72,6 +78,7 @@ class Sequence:
     constraint: JsonConstraint | None = None  # the text must stay a JSON object prefix
     logprobs: list[TokenLogprob] = field(default_factory=list)  # one per sampled token
     cancelled: bool = False
+    cached: int = 0  # prompt tokens taken from the cache (see InflightBatch._kept)
     result: GenerationResult | None = None
     pieces: list[str] = field(default_factory=list)
 
@@ -110,6 +117,10 @@ class InflightBatch:
         self._ids = itertools.count()
         self._rows = 0  # cache shape (rows, length); (0, 0) before the first prefill
         self._len = 0
+        # What cache row 0 still holds after the last sequence left an empty batch (a
+        # chat's last turn): the next newcomer, prefilled into row 0, continues it where
+        # its prompt starts with those tokens (engine/prompt_cache.py says when that may be).
+        self._kept: Record | None = None
 
     # --- requests ---------------------------------------------------------------------
 
@@ -198,7 +209,9 @@ class InflightBatch:
         while self.waiting and len(self.running) + len(admitted) < self.max_rows:
             seq = self.waiting[0]
             cost = len(seq.prompt)
-            if admitted and exact:
+            if not self.running and not admitted and self._kept is not None:
+                cost -= self._kept.reusable(self.model, seq.prompt)
+            elif admitted and exact:
                 cost -= _common_prefix(seq.prompt, admitted[0].prompt)
             if budget < cost and budget < self.prefill_tokens:
                 break  # the rest wait for the next step (one prompt always goes in)
@@ -210,7 +223,15 @@ class InflightBatch:
             admitted.append(self.waiting.popleft())
         if not admitted:
             return
-        for group in ([admitted] if exact else [[seq] for seq in admitted]):
+        if not self.running and self._kept is not None:
+            # Room is made (the kept row survives it): now the first newcomer may go on
+            # from what row 0 holds.
+            admitted[0].cached = self._kept.reusable(self.model, admitted[0].prompt)
+        self._kept = None
+        groups = [admitted] if exact else [[seq] for seq in admitted]
+        if admitted[0].cached and len(admitted) > 1:  # it starts at its own position
+            groups = [[admitted[0]], *([admitted[1:]] if exact else groups[1:])]
+        for group in groups:
             logits = self._prefill(group, len(self.running))
             self.running += group
             for i, seq in enumerate(group):
@@ -227,11 +248,13 @@ class InflightBatch:
         others, and only the tails are prefilled per row."""
         prompts = [seq.prompt for seq in group]
         shared = 0
-        if len(group) > 1:  # every row keeps at least its last token to prefill
+        if group[0].cached:  # alone in its group, into row 0, which holds its first tokens
+            shared = group[0].cached
+        elif len(group) > 1:  # every row keeps at least its last token to prefill
             shared = min(_common_prefix(prompts[0], p) for p in prompts[1:])
             shared = min(shared, min(len(p) for p in prompts) - 1)
         device = self.model.device
-        if shared:
+        if shared and not group[0].cached:
             self.model.prefill(torch.tensor([prompts[0][:shared]], device=device),
                                torch.tensor([shared], device=device), row=row)
             self.model.move_rows([row] * (len(group) - 1), list(range(row + 1, row + len(group))),
@@ -266,7 +289,13 @@ class InflightBatch:
                 break
         else:
             return False
-        if not self.running:
+        if not self.running and self._kept is not None and not self.model.caches_fit(
+                new_rows, new_len):
+            keep = min(len(self._kept.tokens), new_len)
+            self.model.resize_caches(new_rows, new_len, 1, keep)
+            self._kept.tokens[keep:] = []
+            self._kept.writes = self.model.cache_writes
+        elif not self.running:
             self.model.setup_caches(new_rows, new_len)
         else:
             keep_len = max(len(s.prompt) + len(s.row.token_ids) for s in self.running)
@@ -350,7 +379,8 @@ class InflightBatch:
         return GenerationResult(
             text=seq.row.final_text(self.tokenizer, seq.stop_ids), token_ids=seq.row.token_ids,
             finish_reason=seq.row.finish_reason or "length",
-            usage={"prompt_tokens": n, "completion_tokens": m, "total_tokens": n + m})
+            usage={"prompt_tokens": n, "completion_tokens": m, "total_tokens": n + m,
+                   "cached_tokens": seq.cached})
 
     def _leave(self) -> None:
         """Remove finished sequences from the batch: the last running rows move into the
@@ -358,6 +388,10 @@ class InflightBatch:
         alive = [s.result is None for s in self.running]
         if all(alive):
             return
+        if not any(alive):  # the batch empties: row 0 keeps its sequence's tokens
+            last = self.running[0]
+            # Its cache holds the prompt and every sampled token fed back: all but the last.
+            self._kept = Record.of(self.model, last.prompt + last.row.token_ids[:-1])
         n = sum(alive)
         holes = [i for i in range(n) if not alive[i]]
         movers = [i for i in range(n, len(self.running)) if alive[i]]

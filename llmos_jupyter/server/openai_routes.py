@@ -168,8 +168,10 @@ def _text_logprobs(req: Request, entries: list[TokenLogprob] | None = None,
 
 def _usage(prompt_tokens: int, done: list[Request]) -> dict[str, Any]:
     """Usage as OpenAI counts it: the prompt once (chat) or each distinct prompt
-    (completions), plus every choice's completion tokens."""
-    return p.usage(prompt_tokens, sum(len(r.result.token_ids) for r in done))
+    (completions), plus every choice's completion tokens; prompt tokens taken from the
+    KV cache (a chat's next turn continuing the last one) in prompt_tokens_details."""
+    cached = sum(r.result.usage.get("cached_tokens", 0) for r in done)
+    return p.usage(prompt_tokens, sum(len(r.result.token_ids) for r in done), cached)
 
 
 def _epoch(iso: str | None) -> int:

@@ -238,3 +238,78 @@ def test_torch_path_prefills_newcomers_one_by_one_and_matches_solo(tiny_model, t
             assert seq.result.token_ids == solo(tiny_model, tiny_tok, p, GREEDY).token_ids
     finally:
         tiny_model.fused_decode = True
+
+
+def fresh(model, tok, prompt, params):
+    """The answer with every prompt token prefilled (no cache left by anything before)."""
+    from llmos_jupyter.engine import prompt_cache
+
+    prompt_cache.forget(model)
+    result = solo(model, tok, prompt, params)
+    assert result.usage["cached_tokens"] == 0
+    return result
+
+
+def chat_turns(batch, params):
+    """A first turn through the batch, drained, and the second turn's prompt: the first
+    prompt, its answer, a new question."""
+    first = [40 + j for j in range(20)]
+    seq = batch.add(first, params)
+    drain(batch)
+    return first, seq, first + seq.result.token_ids + [300, 301, 302]
+
+
+def test_the_next_turn_after_the_batch_empties_continues_row_0(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok)
+    first, one, second = chat_turns(batch, GREEDY)
+    two = batch.add(second, GREEDY)
+    drain(batch)
+    # Row 0 held the first prompt and every answer token fed back (all but the last).
+    assert two.cached == len(first) + GREEDY.max_tokens - 1
+    assert two.result.usage["cached_tokens"] == two.cached
+    assert two.result.token_ids == fresh(tiny_model, tiny_tok, second, GREEDY).token_ids
+
+
+def test_a_crowd_after_the_turn_shares_nothing_but_row_0_and_matches_solo(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok)
+    _, _, second = chat_turns(batch, GREEDY)
+    others = prompts(3)
+    sampled = GenerationParams(temperature=0.8, seed=3, max_tokens=12, ignore_eos=True)
+    seqs = [batch.add(second, sampled)] + [batch.add(p, GREEDY) for p in others]
+    drain(batch)
+    assert seqs[0].cached > 0 and all(s.cached == 0 for s in seqs[1:])
+    assert seqs[0].result.token_ids == fresh(tiny_model, tiny_tok, second, sampled).token_ids
+    for seq, p in zip(seqs[1:], others, strict=True):
+        assert seq.result.token_ids == fresh(tiny_model, tiny_tok, p, GREEDY).token_ids
+
+
+def test_a_longer_next_turn_grows_the_cache_keeping_row_0(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok)
+    _, _, second = chat_turns(batch, GREEDY)
+    longer = GREEDY.replace(max_tokens=150)  # past the cache the first turn made
+    assert tiny_model.layers[0].attn.cache.max_seq_len < len(second) + 150
+    two = batch.add(second, longer)
+    drain(batch)
+    assert tiny_model.layers[0].attn.cache.max_seq_len >= len(second) + 150  # it grew
+    assert two.cached > 0
+    assert two.result.token_ids == fresh(tiny_model, tiny_tok, second, longer).token_ids
+
+
+def test_no_reuse_while_others_run_or_after_other_cache_work(tiny_model, tiny_tok):
+    batch = InflightBatch(tiny_model, tiny_tok)
+    first = [40 + j for j in range(20)]
+    long_one = batch.add(prompts(1)[0], GREEDY.replace(max_tokens=40))
+    short = batch.add(first, GREEDY)
+    while short.result is None:
+        batch.step()
+    assert long_one.result is None  # the batch did not empty: nothing is kept
+    follow = batch.add(first + short.result.token_ids + [300], GREEDY)
+    drain(batch)
+    assert follow.cached == 0
+    # Emptied, then the model generated elsewhere (its cache rewritten): a full prefill.
+    _, _, second = chat_turns(batch, GREEDY)
+    solo(tiny_model, tiny_tok, prompts(2)[1], GREEDY)
+    two = batch.add(second, GREEDY)
+    drain(batch)
+    assert two.cached == 0
+    assert two.result.token_ids == fresh(tiny_model, tiny_tok, second, GREEDY).token_ids

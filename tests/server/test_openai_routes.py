@@ -168,3 +168,28 @@ def test_json_schema_answer_cut_by_a_stop_string_is_not_checked(client):
             "type": "object", "required": ["zz_never_written"]}}})
     assert r.choices[0].finish_reason == "stop"
     assert '"' not in r.choices[0].message.content
+
+
+def test_a_chats_next_turn_continues_the_cache_and_answers_as_in_process(default_store,
+                                                                         in_process):
+    from tests.server.conftest import start_serve, stop_serve
+
+    # A server of its own: nothing else may run beside the chat for its batch to empty.
+    own = start_serve(default_store)
+    try:
+        client = openai.OpenAI(base_url=own.url + "/v1", api_key=own.key, max_retries=0)
+        messages = [{"role": "user", "content": "Name three animals of the sea."}]
+        first = client.chat.completions.create(model=MODEL, messages=messages,
+                                               max_tokens=24, temperature=0)
+        assert first.usage.prompt_tokens_details.cached_tokens == 0
+        messages += [{"role": "assistant", "content": first.choices[0].message.content},
+                     {"role": "user", "content": "Which of them is the largest?"}]
+        second = client.chat.completions.create(model=MODEL, messages=messages,
+                                                max_tokens=24, temperature=0)
+    finally:
+        stop_serve(own)
+    # Nearly the whole first turn came from the cache (the answer is re-encoded from its
+    # text by the chat template, so the last few tokens may differ).
+    assert second.usage.prompt_tokens_details.cached_tokens >= first.usage.total_tokens - 8
+    want = in_process.chat(messages, max_tokens=24, temperature=0).text
+    assert second.choices[0].message.content == want and want.strip()

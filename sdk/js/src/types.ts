@@ -179,7 +179,14 @@ export interface RequestOptions {
 export interface Completion {
   text: string;
   finish_reason: string | null;
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  /** prompt_tokens_details.cached_tokens: prompt tokens continued from the KV cache (a
+   * chat's next turn), not prefilled again. */
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    total_tokens: number;
+    prompt_tokens_details?: { cached_tokens: number };
+  } | null;
   /** The server's whole answer. */
   raw: Record<string, unknown>;
 }
