@@ -142,6 +142,15 @@ class ModelConfig:
         return cls(**{**CONFIGS[name], **overrides})
 
 
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """`value` as an int >= minimum (a count of steps, rows, tokens, ...); ConfigError
+    naming it for True, 2.0, "8" or anything smaller."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        want = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {want}, got {value!r}")
+    return int(value)
+
+
 def _bounded_int(name: str, value: Any, limit: int) -> int:
     """`value` as an int in [1, limit]; ConfigError for 512.0, True, "8", 0, -5 or 1e12."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

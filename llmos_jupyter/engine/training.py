@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmos_jupyter.core.config import check_count
 from llmos_jupyter.engine.lora import apply_lora, merge_lora, resolve_targets
 from llmos_jupyter.engine.loss import (
     IGNORE_INDEX,
@@ -72,11 +73,8 @@ class TrainConfig:
         if not isinstance(self.lr, (int, float)) or not self.lr > 0 or math.isinf(self.lr):
             raise ConfigError(f"learning rate must be a positive number, got lr={self.lr!r}")
         for name in ("steps", "batch_size", "grad_accum", "lora_rank"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if not isinstance(self.seq_len, int) or self.seq_len < 2:
-            raise ConfigError(f"seq_len must be an integer >= 2, got {self.seq_len!r}")
+            check_count(name, getattr(self, name))
+        check_count("seq_len", self.seq_len, 2)  # an input and a target
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         if self.max_grad_norm < 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmos_jupyter.errors import ConfigError, DataError
+from llmos_jupyter.core.config import check_count
+from llmos_jupyter.errors import DataError
 from llmos_jupyter.runtime.task_runs import start_run
 
 _STRIP = " \t\n.!?,;:\"'`"
@@ -115,12 +116,9 @@ def evaluate_loss(loaded: Any, data: str, services: Any, *, text_field: str | No
     from llmos_jupyter.engine.loss import IGNORE_INDEX
     from llmos_jupyter.engine.train_data import build_examples, collate, detect_fields
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int)
-                                or seq_len < 2):
-        raise ConfigError(f"seq_len must be an integer >= 2 (an input and a target), got "
-                          f"{seq_len!r}")
+    check_count("batch_size", batch_size)
+    if seq_len is not None:
+        check_count("seq_len", seq_len, 2)  # an input and a target
     seq_len = seq_len or loaded.config.max_seq_len
     rec = services.datasets.get(data)
     fields = detect_fields(data, rec.columns, text_field, prompt_field, response_field)

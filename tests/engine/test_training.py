@@ -82,3 +82,16 @@ def test_cuda_training_matches_cpu_and_learns(method):
     assert abs(cuda[0] - cpu[0]) <= 1e-2 * cpu[0], (cuda[0], cpu[0])
     assert cuda[-1] < 0.75 * cuda[0], cuda
     assert abs(cuda[-1] - cpu[-1]) <= 0.15 * cpu[-1], (cuda[-1], cpu[-1])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("steps", True, "steps must be a positive integer, got True"),
+    ("batch_size", 2.0, "batch_size must be a positive integer, got 2.0"),
+    ("grad_accum", 0, "grad_accum must be a positive integer, got 0"),
+    ("lora_rank", "8", "lora_rank must be a positive integer, got '8'"),
+    ("seq_len", 1, "seq_len must be an integer >= 2, got 1"),
+    ("seq_len", False, "seq_len must be an integer >= 2, got False"),
+])
+def test_counts_must_be_whole_numbers_in_range(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{field: value}).validate()
