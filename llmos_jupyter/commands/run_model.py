@@ -42,8 +42,9 @@ def run_model(args: argparse.Namespace, ctx: Context) -> Output:
     model = api.load(args.name)
     params = sampling_args(args)
     as_chat = not args.raw and bool(model.tokenizer.spec.chat_template)
+    verbose = getattr(args, "verbose", False)
     if interactive:
-        return _session(model, params, ctx, as_chat)
+        return _session(model, params, ctx, as_chat, verbose)
     messages = [{"role": "user", "content": prompt}]
     if args.json:
         c = model.chat(messages, **params) if as_chat else model.generate(prompt, **params)
@@ -57,10 +58,26 @@ def run_model(args: argparse.Namespace, ctx: Context) -> Output:
     else:
         c = model.generate(prompt, on_piece=write, **params)
     ctx.write("\n")
+    if verbose:
+        ctx.write(stats(c))
     return Message("", value=c)
 
 
-def _session(model: Any, params: dict[str, Any], ctx: Context, as_chat: bool) -> Output:
+def stats(c: Any) -> str:
+    """An answer's token counts and rates, as `ollama run --verbose` prints them."""
+    u, t = c.usage, c.timings
+    cached = u.get("cached_tokens", 0)
+    from_cache = f" ({cached} from the cache)" if cached else ""
+    prefilled = u["prompt_tokens"] - cached
+    rate = prefilled / t["prefill_s"] if t.get("prefill_s") else 0.0
+    return (f"prompt: {u['prompt_tokens']} tokens{from_cache}; {prefilled} prefilled in "
+            f"{t.get('prefill_s', 0.0) * 1e3:.0f} ms ({rate:.1f} tok/s)\n"
+            f"answer: {u['completion_tokens']} tokens in {t.get('decode_s', 0.0):.2f} s "
+            f"({t.get('decode_tokens_per_s', 0.0):.1f} tok/s)\n")
+
+
+def _session(model: Any, params: dict[str, Any], ctx: Context, as_chat: bool,
+             verbose: bool = False) -> Output:
     """The `>>> ` loop: each line is a user turn; the conversation is kept until /clear."""
     import readline  # noqa: F401 - gives input() line editing and arrow-key recall
 
@@ -97,17 +114,21 @@ def _session(model: Any, params: dict[str, Any], ctx: Context, as_chat: bool) ->
                 ctx.write(f"Unknown command {command!r}; /? lists the commands.\n")
             continue
         pieces.clear()
+        c = None
         try:
             if as_chat:
                 history.append({"role": "user", "content": line})
-                model.chat(history, on_piece=write, **params)
+                c = model.chat(history, on_piece=write, **params)
             else:
-                model.generate(line, on_piece=write, **params)
+                c = model.generate(line, on_piece=write, **params)
         except KeyboardInterrupt:
             ctx.write(" [stopped]")
         if as_chat:  # what was shown is what the model said, a stopped answer too
             history.append({"role": "assistant", "content": "".join(pieces)})
-        ctx.write("\n\n")
+        ctx.write("\n")
+        if verbose and c is not None:
+            ctx.write(stats(c))
+        ctx.write("\n")
     return Message("")
 
 

@@ -146,6 +146,9 @@ VERBS: tuple[Verb, ...] = (
                    "(or the prompt read from piped stdin)"),
           P("raw", kind="bool",
             help="continue the prompt as plain text, without the model's chat template"),
+          P("verbose", kind="bool", on=ONLY_CLI,
+            help="after each answer, its token counts and rates: the prompt (and how much "
+                 "of it came from the cache of the last turn) and the answer"),
           *TASK_RUN),
          http="POST api/run"),
     # data

@@ -63,6 +63,9 @@ def _inputs(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
 def task_run(args: argparse.Namespace, ctx: Context) -> Output:
     """Run a task on inputs (waits) or over a dataset (progress bar; waits in the CLI)."""
+    if getattr(args, "verbose", False):
+        raise CommandError(f"{args.name!r} is a task; --verbose is for a model's answers "
+                           "(llmos run MODEL PROMPT --verbose)")
     params = sampling_args(args) or None
     inputs = _inputs(args, ctx)
     mapping = dict(args.map) or None

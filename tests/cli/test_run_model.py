@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -112,6 +113,34 @@ def test_interactive_chat_keeps_history_and_bye_leaves(store_home):
         assert "/bye" in t.read_until(">>> ", 4).split(">>> /?", 1)[1]
         t.type("/bye\n")
     assert t.returncode == 0, t.screen
+
+
+def test_verbose_chat_counts_what_each_turn_took_from_the_cache(store_home):
+    with Terminal("run", MODEL, "--temperature", "0", "--max-tokens", "16", "--verbose") as t:
+        t.read_until(">>> ")
+        t.type("Name a color.\n")
+        first = t.read_until(">>> ", 2).rsplit(">>> ", 2)[1]
+        t.type("And another one?\n")
+        second = t.read_until(">>> ", 3).rsplit(">>> ", 2)[1]
+        t.type("/bye\n")
+    assert t.returncode == 0, t.screen
+    assert re.search(r"prompt: \d+ tokens; \d+ prefilled in \d+ ms", first), first
+    assert re.search(r"answer: \d+ tokens in [\d.]+ s \([\d.]+ tok/s\)", first), first
+    # The second turn continues the first turn's cache: its prompt, the answer, the template.
+    cached = re.search(r"prompt: (\d+) tokens \((\d+) from the cache\); (\d+) prefilled",
+                       second)
+    assert cached, second
+    total, reused, prefilled = map(int, cached.groups())
+    assert reused > 16 and reused + prefilled == total, second
+
+
+def test_verbose_is_for_models_not_tasks(store_home, tmp_path):
+    spec = tmp_path / "echo.yaml"
+    spec.write_text("inputs: [text]\nprompt: 'Repeat: {text}'\n", encoding="utf-8")
+    r = llmos("task", "add", "echo-verbose", "-f", str(spec))
+    assert r.returncode == 0, r.stderr
+    r = llmos("run", "echo-verbose", "--input", "text=hi", "--verbose")
+    assert r.returncode == 2 and "--verbose is for a model's answers" in r.stderr
 
 
 def test_interactive_ctrl_c_at_the_prompt_and_ctrl_d(store_home):
