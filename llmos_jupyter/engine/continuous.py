@@ -39,7 +39,7 @@ from llmos_jupyter.core.params import GenerationParams
 from llmos_jupyter.engine.generate import KV_BUDGET_BYTES, GenerationResult, _plan, _Row
 from llmos_jupyter.engine.generate import _stream_decoder as stream_decoder
 from llmos_jupyter.engine.json_constraint import JsonConstraint, vocabulary_bytes
-from llmos_jupyter.engine.prompt_cache import Record
+from llmos_jupyter.engine.prompt_cache import Record, common_prefix
 from llmos_jupyter.engine.sampling import make_generators, sample
 from llmos_jupyter.errors import ConfigError, PromptError
 
@@ -212,7 +212,7 @@ class InflightBatch:
             if not self.running and not admitted and self._kept is not None:
                 cost -= self._kept.reusable(self.model, seq.prompt)
             elif admitted and exact:
-                cost -= _common_prefix(seq.prompt, admitted[0].prompt)
+                cost -= common_prefix(seq.prompt, admitted[0].prompt)
             if budget < cost and budget < self.prefill_tokens:
                 break  # the rest wait for the next step (one prompt always goes in)
             if not self._make_room(len(self.running) + len(admitted) + 1, seq.need, admitted):
@@ -251,7 +251,7 @@ class InflightBatch:
         if group[0].cached:  # alone in its group, into row 0, which holds its first tokens
             shared = group[0].cached
         elif len(group) > 1:  # every row keeps at least its last token to prefill
-            shared = min(_common_prefix(prompts[0], p) for p in prompts[1:])
+            shared = min(common_prefix(prompts[0], p) for p in prompts[1:])
             shared = min(shared, min(len(p) for p in prompts) - 1)
         device = self.model.device
         if shared and not group[0].cached:
@@ -404,12 +404,3 @@ class InflightBatch:
             order[hole] = mover
         self.running = [self.running[i] for i in order]
 
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    """How many leading tokens a and b share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n

@@ -319,7 +319,11 @@ def _generation(
     with torch.inference_mode():
         need = max(len(p) + m for p, m in zip(prompts, max_new, strict=True))
         # One prompt may continue what the last single-prompt generation left in the cache.
-        cached = prompt_cache.reusable(model, prompts[0]) if B == 1 else 0
+        # The weights' fingerprint is taken once: they cannot change within this call.
+        fingerprint = (prompt_cache.weights(model)
+                       if B == 1 and prompt_cache.tracks(model) else None)
+        cached = (prompt_cache.reusable(model, prompts[0], fingerprint)
+                  if fingerprint is not None else 0)
         prompt_cache.forget(model)
         if cached and not model.caches_fit(1, need):
             model.resize_caches(1, need, 1, cached)
@@ -335,7 +339,8 @@ def _generation(
         except _PrefillCancelled:  # the caches are set up afresh by the next call
             return [_cancelled(p) for p in prompts]
         # A prefill polled between layers ran the torch path, not the row-exact one.
-        record = prompt_cache.remember(model, prompts[0]) if B == 1 and not polled else None
+        record = (prompt_cache.remember(model, prompts[0], fingerprint)
+                  if fingerprint is not None and not polled else None)
         positions = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=device)
         advance = torch.ones(B, dtype=torch.long, device=device)
         # Seen tokens for the repetition penalty: prompt and completion ids in one buffer,

@@ -34,40 +34,57 @@ class Record:
 
     tokens: list[int]
     writes: int  # the model's cache_writes right after the last of them was written
-    weights: tuple  # _weights(model) then
+    weights: tuple  # weights(model) then
 
     @classmethod
-    def of(cls, model: Any, tokens: list[int]) -> Record | None:
-        """A record of `tokens`, just written; None where the model keeps no count of its
-        cache writes or its prefill is not row-exact."""
-        if getattr(model, "cache_writes", None) is None or not model.prefill_rows_exact(1):
+    def of(cls, model: Any, tokens: list[int], fingerprint: tuple | None = None
+           ) -> Record | None:
+        """A record of `tokens`, just written (`fingerprint`: weights(model), when the
+        caller has it); None where the model keeps no count of its cache writes or its
+        prefill is not row-exact."""
+        if not tracks(model) or not model.prefill_rows_exact(1):
             return None
-        return cls(list(tokens), model.cache_writes, _weights(model))
+        return cls(list(tokens), model.cache_writes,
+                   weights(model) if fingerprint is None else fingerprint)
 
     def fed(self, model: Any, token: int) -> None:
         """A decode step just wrote `token` at the next position."""
         self.tokens.append(token)
         self.writes = model.cache_writes
 
-    def reusable(self, model: Any, prompt: list[int]) -> int:
+    def reusable(self, model: Any, prompt: list[int], fingerprint: tuple | None = None) -> int:
         """How many leading tokens of `prompt` the row holds, ready to be continued (0
         when none may be reused; always leaves one token to prefill, whose logits start
-        the answer)."""
+        the answer). `fingerprint`: weights(model), when the caller has it."""
         if (getattr(model, "cache_writes", None) != self.writes
-                or not model.prefill_rows_exact(1) or _weights(model) != self.weights):
+                or not model.prefill_rows_exact(1)
+                or (weights(model) if fingerprint is None else fingerprint) != self.weights):
             return 0
-        limit = min(len(self.tokens), len(prompt) - 1)
-        n = 0
-        while n < limit and self.tokens[n] == prompt[n]:
-            n += 1
+        n = min(common_prefix(self.tokens, prompt), len(prompt) - 1)
         return n if n >= MIN_REUSE else 0
 
 
-def reusable(model: Any, prompt: list[int]) -> int:
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens a and b share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def tracks(model: Any) -> bool:
+    """Whether the model counts its cache writes (Transformer.cache_writes), which reuse
+    needs."""
+    return getattr(model, "cache_writes", None) is not None
+
+
+def reusable(model: Any, prompt: list[int], fingerprint: tuple) -> int:
     """How many leading tokens of `prompt` the model's cache row 0 holds from the last
     single-prompt generation (see Record.reusable)."""
     record = getattr(model, _ATTR, None)
-    return 0 if record is None else record.reusable(model, prompt)
+    return 0 if record is None else record.reusable(model, prompt, fingerprint)
 
 
 def forget(model: Any) -> None:
@@ -76,17 +93,18 @@ def forget(model: Any) -> None:
         setattr(model, _ATTR, None)
 
 
-def remember(model: Any, prompt: list[int]) -> Record | None:
+def remember(model: Any, prompt: list[int], fingerprint: tuple) -> Record | None:
     """Start a record after `prompt` was prefilled into row 0 (see Record.of)."""
-    record = Record.of(model, prompt)
+    record = Record.of(model, prompt, fingerprint)
     setattr(model, _ATTR, record)
     return record
 
 
-def _weights(model: Any) -> tuple:
+def weights(model: Any) -> tuple:
     """The identity (storage address) and in-place version of every parameter and every
-    buffer but the caches, so a weight replaced or changed since is seen. Tensors made in
-    inference mode keep no version; their address still counts."""
+    buffer but the caches, so a weight replaced or changed since is seen (~1 ms for
+    SmolLM2's 426 tensors: a generation takes it once). Tensors made in inference mode keep
+    no version; their address still counts."""
     out = []
     for name, t in (*model.named_parameters(), *model.named_buffers()):
         if ".cache." in name:
