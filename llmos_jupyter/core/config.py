@@ -146,7 +146,8 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
     """`value` as an int >= minimum (a count of steps, rows, tokens, ...); ConfigError
     naming it for True, 2.0, "8" or anything smaller."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        want = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        want = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}")
         raise ConfigError(f"{name} must be {want}, got {value!r}")
     return int(value)
 

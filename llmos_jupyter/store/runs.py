@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import numbers
 import os
 import socket
 import sqlite3
@@ -26,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from llmos_jupyter.core.config import check_count
 from llmos_jupyter.errors import LLMOSError, NotFoundError
 from llmos_jupyter.store.catalog import Catalog, parse_time, utc_now
 from llmos_jupyter.store.run_records import (
@@ -413,6 +413,5 @@ class RunStore:
 def _check_page(**bounds: int | None) -> None:
     """Refuse a negative limit or offset (SQLite reads LIMIT -1 as "no limit")."""
     for name, value in bounds.items():
-        if value is not None and (isinstance(value, bool)
-                                  or not isinstance(value, numbers.Integral) or value < 0):
-            raise LLMOSError(f"{name} must be a non-negative integer, got {value!r}")
+        if value is not None:
+            check_count(name, value, 0)
