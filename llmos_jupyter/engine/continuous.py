@@ -36,7 +36,13 @@ from typing import Any
 import torch
 
 from llmos_jupyter.core.params import GenerationParams
-from llmos_jupyter.engine.generate import KV_BUDGET_BYTES, GenerationResult, _plan, _Row
+from llmos_jupyter.engine.generate import (
+    KV_BUDGET_BYTES,
+    GenerationResult,
+    _plan,
+    _Row,
+    shared_prefix_length,
+)
 from llmos_jupyter.engine.generate import _stream_decoder as stream_decoder
 from llmos_jupyter.engine.json_constraint import JsonConstraint, vocabulary_bytes
 from llmos_jupyter.engine.prompt_cache import Record, common_prefix
@@ -251,8 +257,7 @@ class InflightBatch:
         if group[0].cached:  # alone in its group, into row 0, which holds its first tokens
             shared = group[0].cached
         elif len(group) > 1:  # every row keeps at least its last token to prefill
-            shared = min(common_prefix(prompts[0], p) for p in prompts[1:])
-            shared = min(shared, min(len(p) for p in prompts) - 1)
+            shared = shared_prefix_length(prompts)
         device = self.model.device
         if shared and not group[0].cached:
             self.model.prefill(torch.tensor([prompts[0][:shared]], device=device),

@@ -224,11 +224,7 @@ def shared_prefix_length(prompts: list[list[int]]) -> int:
     if len(prompts) < 2:
         return 0
     limit = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    n = 0
-    while n < limit and all(p[n] == first[n] for p in prompts):
-        n += 1
-    return n
+    return min(limit, *(prompt_cache.common_prefix(prompts[0], p) for p in prompts[1:]))
 
 
 def decode_step(
