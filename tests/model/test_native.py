@@ -138,14 +138,23 @@ def test_mat_refuses_non_contiguous():
         native.mat("F32", torch.randn(8, 64).t())
 
 
-def _portable_library(tmp_path):
-    """The kernels built without AVX2/FMA: the portable branch of gemv.h, and the portable
-    waits of pool.h (std::atomic::wait, what non-Linux systems get) instead of futexes."""
+# Other builds of the same sources: each must round exactly like this machine's, for one
+# row and for batches (every register tile size), whatever its vector width.
+VARIANTS = {
+    # Machines without AVX2 get the portable branch of gemv.h; the portable waits of pool.h
+    # (std::atomic::wait, what non-Linux systems get) replace futexes.
+    "portable": ("-mno-avx2", "-mno-fma", "-DLLMOS_NO_FUTEX"),
+    # AVX2 without AVX-512 (AMD Zen 3 and older Intel): 16-row register tiles where AVX-512
+    # machines run 32-row ones. On a machine without AVX-512 this is the native build.
+    "avx2": ("-march=native", "-mno-avx512f"),
+}
+
+
+def _variant_library(tmp_path, variant):
     import ctypes
 
-    out = tmp_path / "portable.so"
-    flags = tuple(f for f in native.FLAGS if f != "-march=native") + (
-        "-mno-avx2", "-mno-fma", "-DLLMOS_NO_FUTEX")
+    out = tmp_path / f"{variant}.so"
+    flags = tuple(f for f in native.FLAGS if f != "-march=native") + VARIANTS[variant]
     native.compile_library(out, flags)
     so = ctypes.CDLL(str(out))
     so.llmos_gemv.argtypes = [ctypes.POINTER(native.Mat), ctypes.c_void_p, ctypes.c_int,
@@ -154,25 +163,29 @@ def _portable_library(tmp_path):
     return so
 
 
-def test_portable_build_gives_the_same_bits(tmp_path):
-    # Machines without AVX2 get the portable build; it must round exactly like the
-    # vectorized one, for one row and for batches.
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_other_builds_give_the_same_bits(tmp_path, variant):
     import ctypes
 
-    so = _portable_library(tmp_path)
+    so = _variant_library(tmp_path, variant)
     # 1001 x 576: big enough that the products and dequantization go parallel; 7 threads
-    # oversubscribe the cores, so waits sleep as well as spin.
-    for kind in ("Q4_0", "Q4_1", "Q8_0"):
+    # oversubscribe the cores, so waits sleep as well as spin. 77 rows: a last tile of 13.
+    for kind in ("F32", "Q4_0", "Q4_1", "Q8_0"):
         for N, K in ((77, 160), (1001, 576)):
-            layer, _ = _layer(kind, N, K, bias=True)
-            A = layer.mat()
-            want_w = native.dequantize(A)
-            xs = [torch.randn(M, K) for M in (1, 6)]
+            if kind == "F32":
+                keep = (torch.randn(N, K), torch.randn(N))  # the Mat points into these
+                A = native.mat("F32", keep[0], bias=keep[1])
+            else:
+                keep, _ = _layer(kind, N, K, bias=True)
+                A = keep.mat()
+                want_w = native.dequantize(A)
+            xs = [torch.randn(M, K) for M in (1, 6, 32)]
             want = [native.gemv(A, x) for x in xs]
             for threads in (1, 2, 3, 7):
-                w = torch.empty(N, K)
-                so.llmos_dequantize(ctypes.byref(A), w.data_ptr(), threads)
-                assert torch.equal(w, want_w), (kind, N, threads)
+                if kind != "F32":
+                    w = torch.empty(N, K)
+                    so.llmos_dequantize(ctypes.byref(A), w.data_ptr(), threads)
+                    assert torch.equal(w, want_w), (kind, N, threads)
                 for x, y_want in zip(xs, want, strict=True):
                     y = torch.empty(x.shape[0], N)
                     so.llmos_gemv(ctypes.byref(A), x.data_ptr(), x.shape[0], y.data_ptr(),

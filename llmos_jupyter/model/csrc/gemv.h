@@ -40,8 +40,9 @@ enum Kind { F32 = 0, Q4_0 = 1, Q4_1 = 2, Q8_0 = 3 };
 
 namespace vec {
 // V is 16 float lanes; every kernel is written once against it. AVX2 holds it in two
-// 8-lane registers. (No AVX-512 branch on purpose: our machines' gcc does not enable it
-// for their CPUs, and a path no test runs here is a path that is not known to work.)
+// 8-lane registers. AVX-512 machines use them too, except in the one place wider
+// registers pay: the register tiles of several x rows (panel_tile_wide). Every path
+// rounds alike (tests/model/test_native.py builds the others and compares bits).
 #if defined(__AVX2__) && defined(__FMA__)
 struct V { __m256 a, b; };  // lanes 0-7, 8-15
 inline V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
@@ -195,8 +196,20 @@ inline void block_weights(const Mat& A, size_t b, vec::V& lo, vec::V& hi) {
   }
 }
 
-// Weight rows per panel, columns per packed chunk, x rows per register tile (see panels).
-constexpr int PANEL = 16, PANEL_KC = 256, PANEL_MR = 5;
+// Weight rows per panel, columns per packed chunk (see panels).
+constexpr int PANEL = 16, PANEL_KC = 256;
+// Register tiles of several x rows: TILE_N weight rows by up to PANEL_MR x rows. AVX-512's
+// 32 registers hold a tile of two panels (two 16-lane weight vectors per k) by 14 rows:
+// per k, 2 weight loads and 14 broadcasts feed 28 FMAs, where 16 rows by 1 vector
+// left the loads (one broadcast per FMA) the bottleneck. Measured on one Ice Lake core:
+// 163 GFLOP/s for the 32 x 14 tile, 95 for 16 x 24, 103 for AVX2's 16 x 5.
+#if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define LLMOS_WIDE_TILES 1
+constexpr int TILE_N = 2 * PANEL, PANEL_MR = 14;
+#else
+#define LLMOS_WIDE_TILES 0
+constexpr int TILE_N = PANEL, PANEL_MR = 5;
+#endif
 
 // Per-thread scratch of at least n floats, 64-byte aligned (a 32-byte load that straddles
 // two cache lines costs two). Grows, never shrinks; one per thread.
@@ -229,7 +242,9 @@ inline void put(const Mat& A, float* y, size_t at, int n, float v, bool accumula
 //    Zen 3 core at 32 rows: the tiles ~100 GFLOP/s, the whole kernel ~89 (packing 8%),
 //    ~148 on two cores; the 16-lane-accumulator kernel this replaced reached ~58% of
 //    peak (its chains were 36 long, or needed a load per FMA), and a lane-sliced
-//    variant of it, packing per call, 0.82x of that.
+//    variant of it, packing per call, 0.82x of that. With AVX-512 a tile spans two
+//    panels (TILE_N = 32 weight rows) by up to 14 x rows: on two Ice Lake cores, SmolLM2's
+//    matrices at 32 rows went from 150 to 214 GFLOP/s.
 //  - One x row: panels dequantize in registers straight into the chains (a buffer would
 //    not be reused); dense rows transpose 8 x 8 blocks in registers.
 //  - Dense rows are never copied (a second float32 copy of a model costs too much
@@ -253,21 +268,25 @@ struct PanelBlock {
   }
 };
 
-// buf[k * PANEL + i] = weight (p * PANEL + i, k0 + k) for k < kl, i < PANEL (rows past N:
+// buf[k * ld + i] = weight (p * PANEL + i, k0 + k) for k < kl, i < PANEL (rows past N:
 // 0). Quantized kinds read their pre-packed panel (k0, kl multiples of 32) and only
 // dequantize; dense rows are transposed here, 8 x 8 at a time.
 template <int KIND>
-inline void pack_panel(const Mat& A, int p, int k0, int kl, float* buf) {
+inline void pack_panel(const Mat& A, int p, int k0, int kl, float* buf, int ld) {
+  if (p >= panels(A)) {  // past the last panel (a tile's second half): zeros
+    for (int k = 0; k < kl; ++k) std::memset(buf + size_t(k) * ld, 0, sizeof(float) * PANEL);
+    return;
+  }
   using namespace vec;
   if (KIND != F32) {
     for (int g = k0 / 32; g < (k0 + kl) / 32; ++g) {
       const PanelBlock<KIND> b(A, size_t(p) * (A.K / 32) + g);
-      float* out = buf + size_t(g * 32 - k0) * PANEL;
+      float* out = buf + size_t(g * 32 - k0) * ld;
       for (int k = 0; k < 32; ++k) {
         H w0, w1;
         b.column(k, w0, w1);
-        store_h(out + k * PANEL, w0);
-        store_h(out + k * PANEL + 8, w1);
+        store_h(out + k * ld, w0);
+        store_h(out + k * ld + 8, w1);
       }
     }
     return;
@@ -281,12 +300,12 @@ inline void pack_panel(const Mat& A, int p, int k0, int kl, float* buf) {
       for (int i = 0; i < 8; ++i)
         r[i] = r0 + i < A.N ? load_h(w + size_t(r0 + i) * A.K + k0 + k) : zero_h();
       transpose8(r);
-      for (int j = 0; j < 8; ++j) store_h(buf + (k + j) * PANEL + half * 8, r[j]);
+      for (int j = 0; j < 8; ++j) store_h(buf + (k + j) * ld + half * 8, r[j]);
     }
   }
   for (int k = k8; k < kl; ++k)  // widths not a multiple of 8
     for (int i = 0; i < PANEL; ++i)
-      buf[k * PANEL + i] = n0 + i < A.N ? w[size_t(n0 + i) * A.K + k0 + k] : 0.f;
+      buf[k * ld + i] = n0 + i < A.N ? w[size_t(n0 + i) * A.K + k0 + k] : 0.f;
 }
 
 // One x row against quantized panels p0 and (NP == 2) p0 + 1, dequantizing in registers:
@@ -354,47 +373,79 @@ inline void panel_tile(const float* buf, int kl, const float* x, int ldx, float*
   if constexpr (MR > 4) store_h(c + 4 * PANEL, a4), store_h(c + 4 * PANEL + 8, b4);
 }
 
-// Panel t's outputs for all M x rows: y[m * ldy + n] (+)= x[m] . w[n] (+ bias[n]).
+#if LLMOS_WIDE_TILES
+// panel_tile for AVX-512: buf holds TILE_N = 32 weight rows per k (two panels), c 32 per
+// x row. Each lane is still one FMA chain over k ascending, so the bits are panel_tile's.
+template <int MR>
+inline void panel_tile_wide(const float* buf, int kl, const float* x, int ldx, float* c) {
+  __m512 a[MR], b[MR];  // kept in registers: gcc unrolls these loops fully
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+    a[m] = _mm512_loadu_ps(c + m * TILE_N), b[m] = _mm512_loadu_ps(c + m * TILE_N + PANEL);
+  for (int k = 0; k < kl; ++k) {
+    const __m512 w0 = _mm512_load_ps(buf + k * TILE_N);
+    const __m512 w1 = _mm512_load_ps(buf + k * TILE_N + PANEL);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const __m512 xb = _mm512_set1_ps(x[size_t(m) * ldx + k]);
+      a[m] = _mm512_fmadd_ps(w0, xb, a[m]);
+      b[m] = _mm512_fmadd_ps(w1, xb, b[m]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+    _mm512_storeu_ps(c + m * TILE_N, a[m]), _mm512_storeu_ps(c + m * TILE_N + PANEL, b[m]);
+}
+#endif
+
+// The register tile of `mr` (1 .. MR) x rows.
+template <int MR>
+inline void run_tile(const float* buf, int kl, const float* x, int ldx, float* c, int mr) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return run_tile<MR - 1>(buf, kl, x, ldx, c, mr);
+  }
+#if LLMOS_WIDE_TILES
+  panel_tile_wide<MR>(buf, kl, x, ldx, c);
+#else
+  panel_tile<MR>(buf, kl, x, ldx, c);
+#endif
+}
+
+inline int tiles(const Mat& A) { return (A.N + TILE_N - 1) / TILE_N; }
+
+// Tile t's outputs (weight rows [t * TILE_N, + TILE_N)) for all M x rows:
+// y[m * ldy + n] (+)= x[m] . w[n] (+ bias[n]).
 template <int KIND>
-inline void gemv_panel(const Mat& A, int t, const float* x, int M, float* y, int ldy,
-                       bool accumulate) {
-  const int K = A.K, n0 = t * PANEL, nr = A.N - n0 < PANEL ? A.N - n0 : PANEL;
-  float* buf = scratch(size_t(PANEL) * PANEL_KC + size_t(M) * PANEL);
-  float* c = buf + PANEL * PANEL_KC;
-  // x rows in tiles as even as the register tile allows (32 rows: 5, 5, 5, 5, 4, 4, 4), so no
-  // tile is left with too few FMA chains to hide their latency.
+inline void gemv_tile(const Mat& A, int t, const float* x, int M, float* y, int ldy,
+                      bool accumulate) {
+  const int K = A.K, n0 = t * TILE_N, nr = A.N - n0 < TILE_N ? A.N - n0 : TILE_N;
+  float* buf = scratch(size_t(TILE_N) * PANEL_KC + size_t(M) * TILE_N);
+  float* c = buf + TILE_N * PANEL_KC;
+  // x rows in tiles as even as the register tile allows (32 rows by 5: 5, 5, 5, 5, 4, 4, 4),
+  // so no tile is left with too few FMA chains to hide their latency.
   const int n_tiles = (M + PANEL_MR - 1) / PANEL_MR;
-  std::memset(c, 0, sizeof(float) * M * PANEL);  // FMA chains start from 0
+  std::memset(c, 0, sizeof(float) * M * TILE_N);  // FMA chains start from 0
   for (int k0 = 0; k0 < K; k0 += PANEL_KC) {
     const int kl = K - k0 < PANEL_KC ? K - k0 : PANEL_KC;
-    pack_panel<KIND>(A, t, k0, kl, buf);
+    for (int j = 0; j < TILE_N / PANEL; ++j)
+      pack_panel<KIND>(A, t * (TILE_N / PANEL) + j, k0, kl, buf + j * PANEL, TILE_N);
     for (int i = 0, m0 = 0; i < n_tiles; ++i) {
       const int mr = (M - m0 + (n_tiles - i) - 1) / (n_tiles - i);
-      const float* xm = x + size_t(m0) * K + k0;
-      float* cm = c + m0 * PANEL;
-      switch (mr) {
-        case 5: panel_tile<5>(buf, kl, xm, K, cm); break;
-        case 4: panel_tile<4>(buf, kl, xm, K, cm); break;
-        case 3: panel_tile<3>(buf, kl, xm, K, cm); break;
-        case 2: panel_tile<2>(buf, kl, xm, K, cm); break;
-        default: panel_tile<1>(buf, kl, xm, K, cm); break;
-      }
+      run_tile<PANEL_MR>(buf, kl, x + size_t(m0) * K + k0, K, c + m0 * TILE_N, mr);
       m0 += mr;
     }
   }
   for (int m = 0; m < M; ++m) {
     float* ym = y + size_t(m) * ldy + n0;
-    const float* cm = c + m * PANEL;
-    if (nr == PANEL) {  // vectors: a scalar loop here was ~10% of a small matrix's time
-      using namespace vec;
-      for (int h = 0; h < PANEL; h += 8) {
-        H v = load_h(cm + h);
-        if (A.bias) v = add_h(v, load_h(A.bias + n0 + h));
-        store_h(ym + h, accumulate ? add_h(load_h(ym + h), v) : v);
-      }
-    } else {
-      for (int i = 0; i < nr; ++i) put(A, ym, i, n0 + i, cm[i], accumulate);
+    const float* cm = c + m * TILE_N;
+    int i = 0;
+    for (; i + 8 <= nr; i += 8) {  // vectors: a scalar loop here was ~10% of a small matrix's
+      using namespace vec;         // time (same arithmetic as put: (c + bias), then y + that)
+      H v = load_h(cm + i);
+      if (A.bias) v = add_h(v, load_h(A.bias + n0 + i));
+      store_h(ym + i, accumulate ? add_h(load_h(ym + i), v) : v);
     }
+    for (; i < nr; ++i) put(A, ym, i, n0 + i, cm[i], accumulate);
   }
 }
 
@@ -465,8 +516,8 @@ inline void gemv_parallel_kind(Team& team, const Mat& A, const float* x, int M, 
     });
     return;
   }
-  team.for_each(panels(A), gemv_grain(int64_t(PANEL) * A.K * M), [&](int t0, int t1) {
-    for (int t = t0; t < t1; ++t) gemv_panel<KIND>(A, t, x, M, y, ldy, accumulate);
+  team.for_each(tiles(A), gemv_grain(int64_t(TILE_N) * A.K * M), [&](int t0, int t1) {
+    for (int t = t0; t < t1; ++t) gemv_tile<KIND>(A, t, x, M, y, ldy, accumulate);
   });
 }
 
