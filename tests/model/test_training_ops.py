@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from llmos_jupyter.model.rope import apply_rope, rope_tables
 from llmos_jupyter.model.training_ops import (
+    SHORT_ATTENTION_T,
     causal_attention,
     rms_norm,
     swiglu,
@@ -64,10 +65,12 @@ def test_swiglu_frozen_weights_give_only_the_input_gradient():
     assert x.grad is not None and w_in.grad is None and w_out.grad is None
 
 
-def test_causal_attention_matches_autograd_of_rope_and_sdpa():
+@pytest.mark.parametrize("T", [11, 300])  # the short path's matmuls; torch's flash attention
+def test_causal_attention_matches_autograd_of_rope_and_sdpa(T):
     """Grouped-query heads (6 query heads over 2 kv heads), RoPE on q and k."""
-    B, T, Hq, Hkv, D = 2, 11, 6, 2, 16
-    cos, sin = rope_tables(D, 32, 10000.0)
+    assert (T <= SHORT_ATTENTION_T) == (T == 11)
+    B, Hq, Hkv, D = 2, 6, 2, 16
+    cos, sin = rope_tables(D, 512, 10000.0)
     cos, sin = cos[:T, None, :], sin[:T, None, :]  # (T, 1, D)
     qkv = torch.randn(B, T, (Hq + 2 * Hkv) * D, generator=torch.Generator().manual_seed(2),
                       requires_grad=True)
