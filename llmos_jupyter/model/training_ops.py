@@ -14,12 +14,14 @@ what the backward reads and fold its steps:
              q and k (half by half, no flipped copy), the attention itself, and the
              backward writes the q, k (RoPE undone) and v gradients straight into one
              [..., qkv] tensor - where autograd would zero-fill a qkv-sized tensor per
-             slice and add them up. Sequences up to SHORT_ATTENTION_T tokens (typical
-             fine-tuning rows) keep their attention probabilities and run forward and
-             backward as a few batched matmuls: at 4 x 128 tokens, SmolLM2's heads, 3.1
-             ms a layer against 6.3 for torch's CPU flash attention, for 2.4 MB a layer
-             kept. Longer ones call torch's CPU flash attention and its backward
-             directly (nothing T x T kept).
+             slice and add them up. Where torch's CPU kernels use AVX-512, sequences up
+             to SHORT_ATTENTION_T tokens (typical fine-tuning rows) keep their attention
+             probabilities and run forward and backward as a few batched matmuls: at
+             4 x 128 tokens, SmolLM2's heads, 3.1 ms a layer against 6.3 for torch's CPU
+             flash attention, for 2.4 MB a layer kept. Elsewhere (on AVX2 the batched
+             matmuls measured 1.6x slower than flash at 128 tokens), and for longer
+             sequences, torch's CPU flash attention and its backward are called directly
+             (nothing T x T kept).
 
 The model uses them only when a gradient is wanted and autocast is off (see
 transformer.py); inference runs the plain ops. Weight gradients are computed too, so a
@@ -131,8 +133,10 @@ def _rope_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin_signed
 
 
 # Longest sequence whose attention probabilities the training pass keeps (B x Hq x T x T
-# floats a layer: at 256 tokens about half what the layer's MLP keeps per token).
-SHORT_ATTENTION_T = 256
+# floats a layer: at 256 tokens about half what the layer's MLP keeps per token); 0 where
+# the batched matmuls lose to flash attention. Chosen by the CPU, never by a timing, so
+# two runs on one machine compute alike (resumed and distributed runs rely on that).
+SHORT_ATTENTION_T = 256 if torch.backends.cpu.get_cpu_capability() == "AVX512" else 0
 
 
 def _short_attention(q, k, v):
@@ -177,7 +181,8 @@ class CausalAttentionFunction(torch.autograd.Function):
         qk = _rope_into(x.new_empty(B, T, Hqk, x.shape[-1]), x[:, :, :Hqk], cos, sin)
         q, k = qk[:, :, :Hq].transpose(1, 2), qk[:, :, Hq:].transpose(1, 2)  # (B, H, T, D)
         v = x[:, :, Hqk:].transpose(1, 2)
-        if T <= SHORT_ATTENTION_T:
+        ctx.short = T <= SHORT_ATTENTION_T
+        if ctx.short:
             out, kept = _short_attention(q, k, v)  # kept: the probabilities
         else:
             out, kept = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
@@ -192,7 +197,7 @@ class CausalAttentionFunction(torch.autograd.Function):
         Hq, Hqk = ctx.heads
         B, _, T, D = q.shape
         grad_out = grad_y.reshape(B, T, Hq, D).transpose(1, 2)  # (B, Hq, T, D)
-        if T <= SHORT_ATTENTION_T:
+        if ctx.short:
             dq, dk, dv = _short_attention_backward(grad_out, q, k, v, out, kept)
         else:
             dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
