@@ -22,6 +22,15 @@ def _layer(kind: str, N: int, K: int, bias: bool = False, seed: int = 0):
     return GGMLLinear(kind, blocks, (N, K), b), blocks
 
 
+def _any_mat(kind: str, N: int, K: int):
+    """(Mat of kind with a bias, what it points into: keep it alive while it is used)."""
+    if kind == "F32":
+        keep = (torch.randn(N, K), torch.randn(N))
+        return native.mat("F32", keep[0], bias=keep[1]), keep
+    layer, _ = _layer(kind, N, K, bias=True)
+    return layer.mat(), layer
+
+
 @pytest.mark.parametrize("kind", ["Q4_0", "Q4_1", "Q8_0"])
 @pytest.mark.parametrize("N,K", [(1, 32), (77, 160), (1001, 576)])
 def test_dequantize_is_ggufs_bit_for_bit(kind, N, K):
@@ -55,12 +64,7 @@ def test_gemv_matches_float32_and_dense_bit_for_bit(kind, N, K, M):
 def test_batched_rows_equal_single_rows_bit_for_bit(kind, N, K):
     # A batch of x rows takes other kernels (an L1 panel buffer, register tiles) than one row; every
     # row must still come out exactly as alone, or batched runs would drift from single ones.
-    if kind == "F32":
-        keep = (torch.randn(N, K), torch.randn(N))  # the Mat points into these
-        A = native.mat("F32", keep[0], bias=keep[1])
-    else:
-        keep, _ = _layer(kind, N, K, bias=True)
-        A = keep.mat()
+    A, _keep = _any_mat(kind, N, K)
     for M in (2, 5, 8, 13, 16, 32):
         x = torch.randn(M, K)
         rows = torch.cat([native.gemv(A, x[m:m + 1]) for m in range(M)])
@@ -172,13 +176,8 @@ def test_other_builds_give_the_same_bits(tmp_path, variant):
     # oversubscribe the cores, so waits sleep as well as spin. 77 rows: a last tile of 13.
     for kind in ("F32", "Q4_0", "Q4_1", "Q8_0"):
         for N, K in ((77, 160), (1001, 576)):
-            if kind == "F32":
-                keep = (torch.randn(N, K), torch.randn(N))  # the Mat points into these
-                A = native.mat("F32", keep[0], bias=keep[1])
-            else:
-                keep, _ = _layer(kind, N, K, bias=True)
-                A = keep.mat()
-                want_w = native.dequantize(A)
+            A, _keep = _any_mat(kind, N, K)
+            want_w = None if kind == "F32" else native.dequantize(A)
             xs = [torch.randn(M, K) for M in (1, 6, 32)]
             want = [native.gemv(A, x) for x in xs]
             for threads in (1, 2, 3, 7):
