@@ -17,11 +17,11 @@ what the backward reads and fold its steps:
              slice and add them up. Where torch's CPU kernels use AVX-512, sequences up
              to SHORT_ATTENTION_T tokens (typical fine-tuning rows) keep their attention
              probabilities and run forward and backward as a few batched matmuls: at
-             4 x 128 tokens, SmolLM2's heads, 3.1 ms a layer against 6.3 for torch's CPU
-             flash attention, for 2.4 MB a layer kept. Elsewhere (on AVX2 the batched
-             matmuls measured 1.6x slower than flash at 128 tokens), and for longer
-             sequences, torch's CPU flash attention and its backward are called directly
-             (nothing T x T kept).
+             4 x 128 tokens, SmolLM2's heads, forward and backward took 3.1 ms a layer
+             against 6.3 for torch's CPU flash attention, for 2.4 MB a layer kept.
+             Elsewhere (on AVX2 the batched matmuls measured 1.6x slower than flash at
+             128 tokens), and for longer sequences, torch's CPU flash attention and its
+             backward are called directly (nothing T x T kept).
 
 The model uses them only when a gradient is wanted and autocast is off (see
 transformer.py); inference runs the plain ops. Weight gradients are computed too, so a
@@ -133,9 +133,10 @@ def _rope_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin_signed
 
 
 # Longest sequence whose attention probabilities the training pass keeps (B x Hq x T x T
-# floats a layer: at 256 tokens about half what the layer's MLP keeps per token); 0 where
-# the batched matmuls lose to flash attention. Chosen by the CPU, never by a timing, so
-# two runs on one machine compute alike (resumed and distributed runs rely on that).
+# floats a layer: at 256 tokens, for SmolLM2's shapes, about half what the layer's MLP
+# keeps per token); 0 where the batched matmuls lose to flash attention. Chosen by the
+# CPU, never by a timing, so two runs on one machine compute alike (resumed and
+# distributed runs rely on that).
 SHORT_ATTENTION_T = 256 if torch.backends.cpu.get_cpu_capability() == "AVX512" else 0
 
 

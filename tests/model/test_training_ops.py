@@ -67,9 +67,9 @@ def test_swiglu_frozen_weights_give_only_the_input_gradient():
 
 @pytest.mark.parametrize("short_limit,T", [(256, 11), (256, 300), (0, 11)])
 def test_causal_attention_matches_autograd_of_rope_and_sdpa(monkeypatch, short_limit, T):
-    """Grouped-query heads (6 query heads over 2 kv heads), RoPE on q and k; the short
-    path's batched matmuls (T = 11 under a limit of 256) and torch's flash attention,
-    whichever this machine's CPU picks."""
+    """Grouped-query heads (6 query heads over 2 kv heads), RoPE on q and k; both paths
+    whatever this machine's CPU picks: the short path's batched matmuls (T = 11 under a
+    limit of 256) and torch's flash attention (T past the limit, or a limit of 0)."""
     monkeypatch.setattr(training_ops, "SHORT_ATTENTION_T", short_limit)
     B, Hq, Hkv, D = 2, 6, 2, 16
     cos, sin = rope_tables(D, 512, 10000.0)
