@@ -30,6 +30,8 @@ full fine-tune takes the same path.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -81,8 +83,9 @@ class SwiGLUFunction(torch.autograd.Function):
     def forward(ctx, x, w_in, w_out):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])  # (N, dim)
-        w_gate, w_up = w_in.chunk(2)  # views: (ffn, dim) each
-        gate, up = x2 @ w_gate.t(), x2 @ w_up.t()  # (N, ffn) each
+        ffn = w_in.shape[0] // 2
+        gate_up = x2 @ w_in.t()  # one product over the fused weight (MKL runs it faster)
+        gate, up = gate_up[:, :ffn], gate_up[:, ffn:]  # views: (N, ffn) each
         act = F.silu(gate)  # kept: recomputing it in the backward costs a pass over gate
         out = (act * up) @ w_out.t()  # (N, dim)
         ctx.save_for_backward(x2 if ctx.needs_input_grad[1] else None, w_in, w_out, gate, up,
@@ -140,6 +143,14 @@ def _rope_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin_signed
 SHORT_ATTENTION_T = 256 if torch.backends.cpu.get_cpu_capability() == "AVX512" else 0
 
 
+@functools.lru_cache(maxsize=8)
+def _causal_bias(T: int, G: int, device: torch.device) -> torch.Tensor:
+    """[G T, T]: 0 where row t (of each of G stacked heads) may attend, -inf after t."""
+    future = torch.ones(T, T, dtype=torch.bool, device=device).triu_(1)
+    bias = torch.zeros(T, T, device=device).masked_fill_(future, float("-inf"))
+    return bias.repeat(G, 1)
+
+
 def _short_attention(q, k, v):
     """Causal attention of q [B, Hq, T, D] over k, v [B, Hkv, T, D] (query head h reads kv
     head h // (Hq / Hkv)) as batched matmuls: (out [B, Hq, T, D], probabilities
@@ -147,11 +158,10 @@ def _short_attention(q, k, v):
     B, Hq, T, D = q.shape
     Hkv = k.shape[1]
     G = Hq // Hkv
-    s = torch.matmul(q.reshape(B, Hkv, G * T, D), k.transpose(-1, -2))
-    s.mul_(D ** -0.5)
-    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1)
-    s.view(B, Hkv, G, T, T).masked_fill_(future, float("-inf"))
-    p = torch.softmax(s, dim=-1)
+    # scale * q k^T + (0 on and below the diagonal, -inf above) in one batched product
+    s = torch.baddbmm(_causal_bias(T, G, q.device), q.reshape(B * Hkv, G * T, D),
+                      k.reshape(B * Hkv, T, D).transpose(1, 2), alpha=D ** -0.5)
+    p = torch.softmax(s, dim=-1).view(B, Hkv, G * T, T)
     return torch.matmul(p, v).view(B, Hq, T, D), p
 
 
