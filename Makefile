@@ -25,9 +25,11 @@ $(LABEXT): $(JS_SOURCES)
 $(STAMP): pyproject.toml $(LABEXT) | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[test]"
-	@# Build our native CPU kernels once now (about 2 s, cached) rather than at first load.
+	@# Build our native CPU kernels once now (a few s, cached) rather than at first load.
 	$(BIN)/python -c "from llmos_jupyter.model.native import build; print('native kernels:', build())" \
 		|| echo "no C++ compiler: models will run on the (slower) torch float32 path"
+	$(BIN)/python -c "from llmos_jupyter.model.native import build; print('training kernels:', build('llmos_train'))" \
+		|| echo "no C++ compiler or OpenMP: training will run torch's (slower) elementwise ops"
 	touch $(STAMP)
 
 install: $(STAMP)

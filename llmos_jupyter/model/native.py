@@ -11,6 +11,11 @@ Threads: the kernels run on their own small pool (csrc/pool.h), not OpenMP, whos
 spinning barriers made decode collapse when other processes kept the cores busy; so the
 library links no OpenMP runtime beside torch's. `threads()` says how many a call may use.
 
+The training pass's elementwise kernels (csrc/llmos_train.cpp, `train_lib()`) are a second
+library, built with OpenMP: they run between torch's matmuls, on torch's own OpenMP threads
+(they share the libgomp torch loaded), where a second set of threads would fight torch's
+spinning ones for the cores.
+
 Callers pass raw pointers (`tensor.data_ptr()`); a ctypes call costs ~1-2 us, fine for
 the one call per decode step of the fused path. `build()` warms the cache (`make install`
 runs it); `available()` says whether the kernels work here (no compiler: the callers fall
@@ -36,13 +41,19 @@ from llmos_jupyter.errors import ConfigError
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("llmos_native.cpp", "gemv.h", "attention.h", "vmath.h", "pool.h")
+SOURCES = ("llmos_native.cpp", "llmos_train.cpp", "gemv.h", "attention.h", "vmath.h",
+           "pool.h", "training.h")
 # -ffp-contract=off: no FMAs the source did not ask for, so RMSNorm / RoPE round like
 # torch's separate ops (the GEMV kernels use explicit FMAs where they are exact).
 # -std=c++20: pool.h's sleeping waits off Linux (std::atomic::wait); Linux uses futexes.
 FLAGS = ("-O3", "-march=native", "-std=c++20", "-pthread", "-ffp-contract=off", "-shared",
          "-fPIC")
 ABI_VERSION = 3
+# The training kernels (csrc/llmos_train.cpp) are a library of their own: they use
+# OpenMP, which shares torch's threads (see there), and the inference library stays free
+# of it (pool.h says why).
+TRAIN_FLAGS = (*FLAGS, "-fopenmp")
+TRAIN_ABI_VERSION = 1
 KINDS = {"F32": 0, "Q4_0": 1, "Q4_1": 2, "Q8_0": 3}
 
 
@@ -128,41 +139,47 @@ def _cpu_flags() -> str:
     return ""
 
 
-def _library_path(cxx: str) -> Path:
+def _library_path(cxx: str, name: str = "llmos_native") -> Path:
     h = hashlib.sha256()
-    for name in SOURCES:
-        h.update((CSRC / name).read_bytes())
+    for source in SOURCES:
+        h.update((CSRC / source).read_bytes())
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    h.update(" ".join(FLAGS).encode() + version.encode() + _cpu_flags().encode())
-    return cache_dir() / h.hexdigest()[:16] / "libllmos_native.so"
+    h.update(" ".join(_flags(name)).encode() + version.encode() + _cpu_flags().encode())
+    return cache_dir() / h.hexdigest()[:16] / f"lib{name}.so"
 
 
-def build() -> Path:
-    """Compile the kernels into the cache (no-op when already there); return the library.
+def _flags(name: str) -> tuple[str, ...]:
+    return TRAIN_FLAGS if name == "llmos_train" else FLAGS
+
+
+def build(name: str = "llmos_native") -> Path:
+    """Compile csrc/<name>.cpp (llmos_native, or llmos_train with TRAIN_FLAGS) into the
+    cache (no-op when already there); return the library.
 
     Raises RuntimeError (with the compiler's message) when there is no compiler or the
     build fails. `make install` calls this so the first model load does not wait for it.
     """
     cxx = _compiler()
-    lib = _library_path(cxx)
+    lib = _library_path(cxx, name)
     if lib.exists():
         return lib
-    compile_library(lib, FLAGS)
+    compile_library(lib, _flags(name), f"{name}.cpp")
     log.info("built native kernels into %s", lib)
     return lib
 
 
-def compile_library(out: Path, flags: tuple[str, ...]) -> None:
-    """Compile csrc/llmos_native.cpp with `flags` into `out`, atomically (readers see no
-    file or the whole file). Raises RuntimeError with the compiler's message on failure."""
+def compile_library(out: Path, flags: tuple[str, ...],
+                    source: str = "llmos_native.cpp") -> None:
+    """Compile csrc/<source> with `flags` into `out`, atomically (readers see no file or
+    the whole file). Raises RuntimeError with the compiler's message on failure."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        cmd = [_compiler(), *flags, "-o", tmp, str(CSRC / "llmos_native.cpp")]
+        cmd = [_compiler(), *flags, "-o", tmp, str(CSRC / source)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"building {CSRC / 'llmos_native.cpp'} failed:\n{done.stderr}")
+            raise RuntimeError(f"building {CSRC / source} failed:\n{done.stderr}")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -199,6 +216,31 @@ def available() -> bool:
     except Exception as e:  # no compiler, failed build: callers fall back to torch
         log.warning("native CPU kernels unavailable (%s); using torch float32 paths", e)
         return False
+
+
+@functools.cache
+def train_lib() -> ctypes.CDLL | None:
+    """The training kernels (csrc/llmos_train.cpp), built on first use; None, with a logged
+    warning, when they cannot be built or loaded here (training then runs torch's ops)."""
+    try:
+        import torch.nn  # noqa: F401  (torch's libgomp loaded first: the library shares it)
+
+        so = ctypes.CDLL(str(build("llmos_train")))
+        if so.llmos_train_abi_version() != TRAIN_ABI_VERSION:
+            raise RuntimeError(f"{so._name}: ABI {so.llmos_train_abi_version()}, expected "
+                               f"{TRAIN_ABI_VERSION}")
+    except Exception as e:  # no compiler or no OpenMP: callers run torch's ops
+        log.warning("native training kernels unavailable (%s); using torch's ops", e)
+        return None
+    P, Int, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    so.llmos_rms_norm_train.argtypes = [P, P, Int, Int, F, P, P, Int]
+    so.llmos_rms_norm_backward.argtypes = [P, P, P, P, Int, Int, P, Int]
+    so.llmos_swiglu.argtypes = [P, Int, Int, P, Int]
+    so.llmos_swiglu_backward.argtypes = [P, P, Int, Int, P, P, Int]
+    for f in (so.llmos_rms_norm_train, so.llmos_rms_norm_backward, so.llmos_swiglu,
+              so.llmos_swiglu_backward):
+        f.restype = None
+    return so
 
 
 THREADS_ENV = "LLMOS_NUM_THREADS"

@@ -5,10 +5,13 @@ On CPU, torch's autograd runs RMSNorm's and SwiGLU's backward as a dozen element
 kernels each and keeps every intermediate alive until the backward; these save only
 what the backward reads and fold its steps:
 
-  rms_norm   saves x and the per-row 1/rms; the backward is 4 passes over x.
-  swiglu     saves the gate and up projections and silu(gate) (not their product);
-             the input gradient of the gate and up halves is ONE matmul over the fused
-             [gate | up] weight instead of two plus a sum.
+  rms_norm   saves x and the per-row 1/rms. On CPU in float32 the forward and the
+             backward are each one pass over the rows (the native training kernels,
+             csrc/llmos_train.cpp); elsewhere torch's ops, 4 passes over x.
+  swiglu     the gate and up projections are ONE matmul over the fused [gate | up]
+             weight, and so is the input gradient of the two halves. On CPU in float32
+             silu(gate) * up and its backward are one pass each (native) and only the
+             [gate | up] product is kept; elsewhere torch's ops, keeping silu(gate) too.
   causal_attention
              from the fused qkv projection to the heads' outputs side by side: RoPE on
              q and k (half by half, no flipped copy), the attention itself, and the
@@ -35,6 +38,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from llmos_jupyter.model import native
+
 
 def wants_training_ops(x: torch.Tensor, *weights: torch.Tensor) -> bool:
     """True when autograd will differentiate through an op on x and weights (and autocast,
@@ -44,30 +49,56 @@ def wants_training_ops(x: torch.Tensor, *weights: torch.Tensor) -> bool:
     return x.requires_grad or any(w.requires_grad for w in weights)
 
 
+def _native_lib(*tensors: torch.Tensor):
+    """The native training kernels (csrc/llmos_train.cpp) when every tensor is a contiguous
+    float32 CPU tensor and the kernels load here; None otherwise (the torch ops run)."""
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+               for t in tensors):
+        return None
+    return native.train_lib()
+
+
 class RMSNormFunction(torch.autograd.Function):
     """y = x / sqrt(mean(x^2) + eps) * weight over the last dim (float32 x)."""
 
     @staticmethod
     def forward(ctx, x, weight, eps):
-        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # (..., 1)
-        y = x * rstd
-        y.mul_(weight)
+        K = x.shape[-1]
+        so = _native_lib(x, weight)
+        if so is not None:  # one pass per row (csrc/llmos_train.cpp)
+            y = torch.empty_like(x)
+            rstd = x.new_empty(*x.shape[:-1], 1)
+            so.llmos_rms_norm_train(x.data_ptr(), weight.data_ptr(), x.numel() // K, K, eps,
+                                    y.data_ptr(), rstd.data_ptr(), torch.get_num_threads())
+        else:
+            rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # (..., 1)
+            y = x * rstd
+            y.mul_(weight)
         ctx.save_for_backward(x, weight, rstd)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
         x, weight, rstd = ctx.saved_tensors
+        K = x.shape[-1]
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            # d/dx of x * r * w with r = (mean(x^2) + eps)^-1/2:
-            #   r * (g w) - x * r^3 * mean(g w x)
-            gw = grad_y * weight
-            coef = (gw * x).sum(-1, keepdim=True).mul_(rstd.pow(3) / x.shape[-1])
-            grad_x = gw.mul_(rstd)
-            grad_x.sub_(x * coef)
+            grad_y = grad_y.contiguous()
+            so = _native_lib(x, weight, grad_y)
+            if so is not None:
+                grad_x = torch.empty_like(x)
+                so.llmos_rms_norm_backward(x.data_ptr(), weight.data_ptr(), rstd.data_ptr(),
+                                           grad_y.data_ptr(), x.numel() // K, K,
+                                           grad_x.data_ptr(), torch.get_num_threads())
+            else:
+                # d/dx of x * r * w with r = (mean(x^2) + eps)^-1/2:
+                #   r * (g w) - x * r^3 * mean(g w x)
+                gw = grad_y * weight
+                coef = (gw * x).sum(-1, keepdim=True).mul_(rstd.pow(3) / K)
+                grad_x = gw.mul_(rstd)
+                grad_x.sub_(x * coef)
         if ctx.needs_input_grad[1]:
-            grad_w = (grad_y * x * rstd).reshape(-1, x.shape[-1]).sum(0)
+            grad_w = (grad_y * x * rstd).reshape(-1, K).sum(0)
         return grad_x, grad_w, None
 
 
@@ -85,32 +116,53 @@ class SwiGLUFunction(torch.autograd.Function):
         x2 = x.reshape(-1, shape[-1])  # (N, dim)
         ffn = w_in.shape[0] // 2
         gate_up = x2 @ w_in.t()  # one product over the fused weight (MKL runs it faster)
-        gate, up = gate_up[:, :ffn], gate_up[:, ffn:]  # views: (N, ffn) each
-        act = F.silu(gate)  # kept: recomputing it in the backward costs a pass over gate
-        out = (act * up) @ w_out.t()  # (N, dim)
-        ctx.save_for_backward(x2 if ctx.needs_input_grad[1] else None, w_in, w_out, gate, up,
+        so = _native_lib(gate_up)
+        if so is not None:  # silu(gate) * up in one pass (csrc/llmos_train.cpp)
+            act = None  # the backward recomputes silu(gate) in its own single pass
+            h = gate_up.new_empty(gate_up.shape[0], ffn)
+            so.llmos_swiglu(gate_up.data_ptr(), h.shape[0], ffn, h.data_ptr(),
+                            torch.get_num_threads())
+        else:
+            # kept: recomputing it in torch's backward costs a pass over gate
+            act = F.silu(gate_up[:, :ffn])
+            h = act * gate_up[:, ffn:]
+        out = h @ w_out.t()  # (N, dim)
+        ctx.save_for_backward(x2 if ctx.needs_input_grad[1] else None, w_in, w_out, gate_up,
                               act)
         ctx.shape = shape
         return out.view(*shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx, grad_out):
-        x2, w_in, w_out, gate, up, act = ctx.saved_tensors
+        x2, w_in, w_out, gate_up, act = ctx.saved_tensors
         g2 = grad_out.reshape(-1, grad_out.shape[-1])  # (N, dim)
-        ffn = gate.shape[-1]
+        N, ffn = gate_up.shape[0], gate_up.shape[1] // 2
         grad_h = g2 @ w_out  # (N, ffn)
-        grad_in = torch.empty(g2.shape[0], 2 * ffn, dtype=g2.dtype, device=g2.device)
         # [d gate | d up] side by side, so one matmul with W_in gives the input gradient.
-        torch.mul(grad_h, act, out=grad_in[:, ffn:])  # d up = grad_h * silu(gate)
-        torch.ops.aten.silu_backward.grad_input(grad_h.mul_(up), gate,
-                                                grad_input=grad_in[:, :ffn])
+        grad_in = grad_h.new_empty(N, 2 * ffn)
+        h = None  # silu(gate) * up, wanted for W_out's gradient
+        so = _native_lib(gate_up, grad_h)
+        if act is None and so is not None:
+            if ctx.needs_input_grad[2]:
+                h = grad_h.new_empty(N, ffn)
+            so.llmos_swiglu_backward(gate_up.data_ptr(), grad_h.data_ptr(), N, ffn,
+                                     grad_in.data_ptr(), 0 if h is None else h.data_ptr(),
+                                     torch.get_num_threads())
+        else:
+            gate, up = gate_up[:, :ffn], gate_up[:, ffn:]
+            act = F.silu(gate) if act is None else act
+            torch.mul(grad_h, act, out=grad_in[:, ffn:])  # d up = grad_h * silu(gate)
+            if ctx.needs_input_grad[2]:
+                h = act * up
+            torch.ops.aten.silu_backward.grad_input(grad_h.mul_(up), gate,
+                                                    grad_input=grad_in[:, :ffn])
         grad_x = grad_w_in = grad_w_out = None
         if ctx.needs_input_grad[0]:
             grad_x = (grad_in @ w_in).view(ctx.shape)
         if ctx.needs_input_grad[1]:
             grad_w_in = grad_in.t() @ x2
         if ctx.needs_input_grad[2]:
-            grad_w_out = g2.t() @ act.mul_(up)
+            grad_w_out = g2.t() @ h
         return grad_x, grad_w_in, grad_w_out
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmos_jupyter.model import training_ops
+from llmos_jupyter.model import native, training_ops
 from llmos_jupyter.model.rope import apply_rope, rope_tables
 from llmos_jupyter.model.training_ops import (
     causal_attention,
@@ -25,23 +25,44 @@ def _grads(fn, *tensors):
     return out.detach(), grads
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_rms_norm_matches_autograd(dtype):
+@pytest.fixture(params=["native", "torch"])
+def kernels(request, monkeypatch):
+    """Each float32 test twice: with the native training kernels (csrc/llmos_train.cpp),
+    which must load wherever the inference kernels do, and with torch's ops."""
+    if request.param == "native":
+        if not native.available():
+            pytest.skip("no C++ compiler")
+        assert native.train_lib() is not None, "the training kernels did not build"
+    else:
+        monkeypatch.setattr(training_ops, "_native_lib", lambda *tensors: None)
+    return request.param
+
+
+# float32 runs both kernel paths; float64 always runs torch's ops.
+PATHS = [(torch.float32, "native"), (torch.float32, "torch"), (torch.float64, "torch")]
+
+
+@pytest.mark.parametrize("dtype,kernels", PATHS, indirect=["kernels"])
+def test_rms_norm_matches_autograd(dtype, kernels):
+    """37 x 3 rows (more than one thread's share) of 21 (vector loops and their tails)."""
     torch.manual_seed(0)
-    x = torch.randn(3, 5, 16, dtype=dtype, requires_grad=True)
-    w = (1 + 0.3 * torch.randn(16, dtype=dtype)).requires_grad_()
+    x = torch.randn(3, 37, 21, dtype=dtype, requires_grad=True)
+    w = (1 + 0.3 * torch.randn(21, dtype=dtype)).requires_grad_()
     ours, g_ours = _grads(lambda a, b: rms_norm(a, b, 1e-5), x, w)
-    ref, g_ref = _grads(lambda a, b: F.rms_norm(a, (16,), b, 1e-5), x, w)
+    ref, g_ref = _grads(lambda a, b: F.rms_norm(a, (21,), b, 1e-5), x, w)
     tol = 1e-6 if dtype == torch.float32 else 1e-12
     assert rel_err(ours, ref) < tol
     for a, b in zip(g_ours, g_ref, strict=True):
         assert rel_err(a, b) < 10 * tol
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_swiglu_matches_autograd(dtype):
+@pytest.mark.parametrize("dtype,kernels", PATHS, indirect=["kernels"])
+def test_swiglu_matches_autograd(dtype, kernels):
+    """74 rows, ffn 20 (vector loops and their tails); large activations too, where
+    silu's two forms (gate >= 0 and < 0) meet their limits."""
     torch.manual_seed(0)
-    x = torch.randn(2, 7, 12, dtype=dtype, requires_grad=True)
+    scale = torch.linspace(0.5, 30, 37, dtype=dtype)[:, None]  # gates up to ~+-30
+    x = (torch.randn(2, 37, 12, dtype=dtype) * scale).requires_grad_()
     w_in = (0.3 * torch.randn(40, 12, dtype=dtype)).requires_grad_()
     w_out = (0.3 * torch.randn(12, 20, dtype=dtype)).requires_grad_()
 
@@ -57,7 +78,32 @@ def test_swiglu_matches_autograd(dtype):
         assert rel_err(a, b) < 10 * tol
 
 
-def test_swiglu_frozen_weights_give_only_the_input_gradient():
+def test_native_kernels_do_not_depend_on_the_thread_count():
+    """The same bits on 1 and 3 threads: rows are split between threads, never inside."""
+    if not native.available():
+        pytest.skip("no C++ compiler")
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(100, 64, generator=g, requires_grad=True)
+    w = torch.randn(64, generator=g, requires_grad=True)
+    w_in, w_out = torch.randn(96, 64, generator=g), torch.randn(64, 48, generator=g)
+
+    def run():
+        y = swiglu(rms_norm(x, w, 1e-6), w_in, w_out)
+        return (y, *torch.autograd.grad((y * y).sum(), (x, w)))
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(3)
+        three = run()
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one, three, strict=True))
+
+
+@pytest.mark.parametrize("kernels", ["native", "torch"], indirect=True)
+def test_swiglu_frozen_weights_give_only_the_input_gradient(kernels):
     x = torch.randn(4, 12, requires_grad=True)
     w_in, w_out = torch.randn(40, 12), torch.randn(12, 20)
     out = swiglu(x, w_in, w_out)
