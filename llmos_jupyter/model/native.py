@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = ("llmos_native.cpp", "llmos_train.cpp", "gemv.h", "attention.h", "vmath.h",
-           "pool.h", "training.h")
+           "pool.h", "training.h", "train_attention.h")
 # -ffp-contract=off: no FMAs the source did not ask for, so RMSNorm / RoPE round like
 # torch's separate ops (the GEMV kernels use explicit FMAs where they are exact).
 # -std=c++20: pool.h's sleeping waits off Linux (std::atomic::wait); Linux uses futexes.
@@ -52,7 +52,10 @@ ABI_VERSION = 3
 # The training kernels (csrc/llmos_train.cpp) are a library of their own: they use
 # OpenMP, which shares torch's threads (see there), and the inference library stays free
 # of it (pool.h says why).
-TRAIN_FLAGS = (*FLAGS, "-fopenmp")
+# Contracting a * b + c into FMAs is allowed there (the attention tiles rely on it):
+# nothing in training has to round like a separate torch op.
+TRAIN_FLAGS = (*(f for f in FLAGS if f != "-ffp-contract=off"), "-ffp-contract=fast",
+               "-fopenmp")
 TRAIN_ABI_VERSION = 1
 KINDS = {"F32": 0, "Q4_0": 1, "Q4_1": 2, "Q8_0": 3}
 
@@ -225,20 +228,30 @@ def train_lib() -> ctypes.CDLL | None:
     try:
         import torch.nn  # noqa: F401  (torch's libgomp loaded first: the library shares it)
 
-        so = ctypes.CDLL(str(build("llmos_train")))
-        if so.llmos_train_abi_version() != TRAIN_ABI_VERSION:
-            raise RuntimeError(f"{so._name}: ABI {so.llmos_train_abi_version()}, expected "
-                               f"{TRAIN_ABI_VERSION}")
+        return load_train_library(build("llmos_train"))
     except Exception as e:  # no compiler or no OpenMP: callers run torch's ops
         log.warning("native training kernels unavailable (%s); using torch's ops", e)
         return None
+
+
+def load_train_library(path: Path) -> ctypes.CDLL:
+    """A build of csrc/llmos_train.cpp, loaded, its functions typed. Raises OSError when it
+    cannot load and RuntimeError for a build of another ABI version."""
+    so = ctypes.CDLL(str(path))
+    if so.llmos_train_abi_version() != TRAIN_ABI_VERSION:
+        raise RuntimeError(f"{so._name}: ABI {so.llmos_train_abi_version()}, expected "
+                           f"{TRAIN_ABI_VERSION}")
     P, Int, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     so.llmos_rms_norm_train.argtypes = [P, P, Int, Int, F, P, P, Int]
     so.llmos_rms_norm_backward.argtypes = [P, P, P, P, Int, Int, P, Int]
     so.llmos_swiglu.argtypes = [P, Int, Int, P, Int]
     so.llmos_swiglu_backward.argtypes = [P, P, Int, Int, P, P, Int]
+    shape = [Int, Int, Int, Int, Int, F]  # B, T, Hq, Hkv, D, scale
+    so.llmos_attention_train.argtypes = [P, P, P, *shape, P, P, P, P, Int]
+    so.llmos_attention_train_backward.argtypes = [P, P, P, *shape, P, P, P, P, P, P, Int]
     for f in (so.llmos_rms_norm_train, so.llmos_rms_norm_backward, so.llmos_swiglu,
-              so.llmos_swiglu_backward):
+              so.llmos_swiglu_backward, so.llmos_attention_train,
+              so.llmos_attention_train_backward):
         f.restype = None
     return so
 

@@ -232,6 +232,20 @@ def _short_attention_backward(grad_out, q, k, v, out, p):
     return dq, dk, dv
 
 
+# Longest row the native attention kernels take (csrc/train_attention.h: each head's
+# T x T probabilities are kept, as on the short path).
+NATIVE_ATTENTION_T = 256
+
+
+def _native_attention(qkv: torch.Tensor, n_heads: int, n_kv_heads: int):
+    """The training kernels when they take this attention: rows of at most
+    NATIVE_ATTENTION_T tokens, head_dim a multiple of 16 (their vectors); else None."""
+    T, D = qkv.shape[1], qkv.shape[-1] // (n_heads + 2 * n_kv_heads)
+    if T > NATIVE_ATTENTION_T or D % 16 or n_heads % n_kv_heads:
+        return None
+    return _native_lib(qkv)
+
+
 class CausalAttentionFunction(torch.autograd.Function):
     """y = causal softmax attention of RoPE(q), RoPE(k), v, from qkv [B, T, (Hq + 2 Hkv) D]
     (rows q heads, k heads, v heads) -> [B, T, Hq D]; cos / sin_signed [T, 1, D]."""
@@ -240,27 +254,33 @@ class CausalAttentionFunction(torch.autograd.Function):
     def forward(ctx, qkv, cos, sin, n_heads, n_kv_heads):
         B, T, _ = qkv.shape
         Hq, Hqk = n_heads, n_heads + n_kv_heads
+        ctx.heads = (Hq, Hqk)
+        so = _native_attention(qkv, n_heads, n_kv_heads)
+        if so is not None:
+            ctx.path = "native"
+            return _native_forward(ctx, so, qkv, cos, sin, Hq, n_kv_heads)
         x = qkv.view(B, T, Hqk + n_kv_heads, -1)  # (B, T, H, D)
         qk = _rope_into(x.new_empty(B, T, Hqk, x.shape[-1]), x[:, :, :Hqk], cos, sin)
         q, k = qk[:, :, :Hq].transpose(1, 2), qk[:, :, Hq:].transpose(1, 2)  # (B, H, T, D)
         v = x[:, :, Hqk:].transpose(1, 2)
-        ctx.short = T <= SHORT_ATTENTION_T
-        if ctx.short:
+        ctx.path = "short" if T <= SHORT_ATTENTION_T else "flash"
+        if ctx.path == "short":
             out, kept = _short_attention(q, k, v)  # kept: the probabilities
         else:
             out, kept = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
                 q, k, v, 0.0, True)  # kept: the rows' log-sum-exp
         ctx.save_for_backward(q, k, v, out, kept, cos, sin)
-        ctx.heads = (Hq, Hqk)
         return out.transpose(1, 2).reshape(B, T, -1)
 
     @staticmethod
     def backward(ctx, grad_y):
+        if ctx.path == "native":
+            return _native_backward(ctx, grad_y), None, None, None, None
         q, k, v, out, kept, cos, sin = ctx.saved_tensors
         Hq, Hqk = ctx.heads
         B, _, T, D = q.shape
         grad_out = grad_y.reshape(B, T, Hq, D).transpose(1, 2)  # (B, Hq, T, D)
-        if ctx.short:
+        if ctx.path == "short":
             dq, dk, dv = _short_attention_backward(grad_out, q, k, v, out, kept)
         else:
             dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
@@ -270,6 +290,38 @@ class CausalAttentionFunction(torch.autograd.Function):
         _rope_into(grad[:, :, Hq:Hqk], dk.transpose(1, 2), cos, sin, transpose=True)
         grad[:, :, Hqk:] = dv.transpose(1, 2)
         return grad.view(B, T, -1), None, None, None, None
+
+
+def _native_forward(ctx, so, qkv, cos, sin, Hq, Hkv):
+    """CausalAttentionFunction.forward on the training kernels: y [B, T, Hq D], keeping
+    the RoPE'd q and k and the probabilities (csrc/train_attention.h has the layouts)."""
+    B, T, _ = qkv.shape
+    D = qkv.shape[-1] // (Hq + 2 * Hkv)
+    G, cols = Hq // Hkv, so.llmos_attention_cols()
+    cos, sin = cos.reshape(T, D).contiguous(), sin.reshape(T, D).contiguous()
+    y = qkv.new_empty(B, T, Hq * D)
+    qr, kr = qkv.new_empty(B, Hkv, G * T, D), qkv.new_empty(B, Hkv, T, D)
+    p = qkv.new_empty(B, Hkv, G * T, -(-T // cols) * cols)
+    so.llmos_attention_train(qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), B, T, Hq, Hkv, D,
+                             D ** -0.5, y.data_ptr(), qr.data_ptr(), kr.data_ptr(),
+                             p.data_ptr(), torch.get_num_threads())
+    ctx.save_for_backward(qkv, cos, sin, y, qr, kr, p)
+    return y
+
+
+def _native_backward(ctx, grad_y):
+    """The qkv gradient [B, T, (Hq + 2 Hkv) D] of _native_forward's y."""
+    qkv, cos, sin, y, qr, kr, p = ctx.saved_tensors
+    Hq, Hqk = ctx.heads
+    B, T, _ = qkv.shape
+    Hkv, D = Hqk - Hq, qr.shape[-1]
+    gy = grad_y.contiguous()
+    gx = torch.empty_like(qkv)
+    native.train_lib().llmos_attention_train_backward(
+        qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), B, T, Hq, Hkv, D, D ** -0.5,
+        y.data_ptr(), qr.data_ptr(), kr.data_ptr(), p.data_ptr(), gy.data_ptr(), gx.data_ptr(),
+        torch.get_num_threads())
+    return gx
 
 
 def flash_attention_applies(qkv: torch.Tensor) -> bool:

@@ -25,21 +25,47 @@ def _grads(fn, *tensors):
     return out.detach(), grads
 
 
-@pytest.fixture(params=["native", "torch"])
-def kernels(request, monkeypatch):
-    """Each float32 test twice: with the native training kernels (csrc/llmos_train.cpp),
-    which must load wherever the inference kernels do, and with torch's ops."""
-    if request.param == "native":
-        if not native.available():
-            pytest.skip("no C++ compiler")
-        assert native.train_lib() is not None, "the training kernels did not build"
-    else:
+# Builds of the training kernels for other machines (tests/model/test_native.py has the
+# same for the inference kernels): without AVX-512 (AMD Zen 3 and older Intel: narrower
+# register tiles), and without AVX2 (the scalar branches).
+VARIANTS = {"avx2": ("-march=native", "-mno-avx512f"), "portable": ("-mno-avx2", "-mno-fma")}
+
+
+@pytest.fixture(scope="module")
+def variant_libraries(tmp_path_factory):
+    """{variant: loaded library}, built once for the module."""
+    out = {}
+    for name, flags in VARIANTS.items():
+        path = tmp_path_factory.mktemp("train_kernels") / f"{name}.so"
+        base = tuple(f for f in native.TRAIN_FLAGS if f != "-march=native")
+        native.compile_library(path, base + flags, "llmos_train.cpp")
+        out[name] = native.load_train_library(path)
+    return out
+
+
+def _use(kernels, request, monkeypatch):
+    """Route training_ops to `kernels`: "native" (this machine's build, which must load
+    wherever the inference kernels do), a VARIANTS build, or "torch" (its own ops)."""
+    if kernels == "torch":
         monkeypatch.setattr(training_ops, "_native_lib", lambda *tensors: None)
+        return
+    if not native.available():
+        pytest.skip("no C++ compiler")
+    assert native.train_lib() is not None, "the training kernels did not build"
+    if kernels in VARIANTS:
+        lib = request.getfixturevalue("variant_libraries")[kernels]
+        monkeypatch.setattr(native, "train_lib", lambda: lib)
+
+
+@pytest.fixture(params=["native", *VARIANTS, "torch"])
+def kernels(request, monkeypatch):
+    """Each float32 test on every build of the training kernels and on torch's ops."""
+    _use(request.param, request, monkeypatch)
     return request.param
 
 
-# float32 runs both kernel paths; float64 always runs torch's ops.
-PATHS = [(torch.float32, "native"), (torch.float32, "torch"), (torch.float64, "torch")]
+# float32 runs every kernel path; float64 always runs torch's ops.
+PATHS = [*((torch.float32, k) for k in ("native", *VARIANTS, "torch")), (torch.float64, "torch")]
 
 
 @pytest.mark.parametrize("dtype,kernels", PATHS, indirect=["kernels"])
@@ -79,16 +105,20 @@ def test_swiglu_matches_autograd(dtype, kernels):
 
 
 def test_native_kernels_do_not_depend_on_the_thread_count():
-    """The same bits on 1 and 3 threads: rows are split between threads, never inside."""
+    """The same bits on 1 and 3 threads: rows (and attention's sequence and kv head pairs)
+    are split between threads, never inside."""
     if not native.available():
         pytest.skip("no C++ compiler")
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(100, 64, generator=g, requires_grad=True)
+    x = torch.randn(5, 20, 64, generator=g, requires_grad=True)  # 5 sequences of 20
     w = torch.randn(64, generator=g, requires_grad=True)
     w_in, w_out = torch.randn(96, 64, generator=g), torch.randn(64, 48, generator=g)
+    w_qkv = torch.randn(128, 64, generator=g) / 8  # 4 query heads over 2 kv heads of 16
+    cos, sin = (t[:20, None, :] for t in rope_tables(16, 64, 10000.0))
 
     def run():
-        y = swiglu(rms_norm(x, w, 1e-6), w_in, w_out)
+        h = rms_norm(x, w, 1e-6)
+        y = swiglu(h, w_in, w_out) + causal_attention(h @ w_qkv.t(), cos, sin, 4, 2)
         return (y, *torch.autograd.grad((y * y).sum(), (x, w)))
 
     threads = torch.get_num_threads()
@@ -111,13 +141,21 @@ def test_swiglu_frozen_weights_give_only_the_input_gradient(kernels):
     assert x.grad is not None and w_in.grad is None and w_out.grad is None
 
 
-@pytest.mark.parametrize("short_limit,T", [(256, 11), (256, 300), (0, 11)])
-def test_causal_attention_matches_autograd_of_rope_and_sdpa(monkeypatch, short_limit, T):
-    """Grouped-query heads (6 query heads over 2 kv heads), RoPE on q and k; both paths
-    whatever this machine's CPU picks: the short path's batched matmuls (T = 11 under a
-    limit of 256) and torch's flash attention (T past the limit, or a limit of 0)."""
-    monkeypatch.setattr(training_ops, "SHORT_ATTENTION_T", short_limit)
-    B, Hq, Hkv, D = 2, 6, 2, 16
+@pytest.mark.parametrize("path,T,D", [
+    *((k, T, D) for k in ("native", *VARIANTS) for T, D in ((11, 16), (130, 16), (37, 48))),
+    ("short", 11, 16), ("flash", 11, 16), ("flash", 300, 16)])
+def test_causal_attention_matches_autograd_of_rope_and_sdpa(request, monkeypatch, path, T, D):
+    """Grouped-query heads (6 query heads over 2 kv heads), RoPE on q and k; every path
+    whatever this machine's CPU picks: each build of the native kernels (head dims that
+    fill whole and partial tiles, rows longer than a tile's columns), torch's batched
+    matmuls over kept probabilities, and torch's flash attention (T past the short limit,
+    or a limit of 0)."""
+    if path in ("short", "flash"):
+        monkeypatch.setattr(training_ops, "_native_attention", lambda *args: None)
+        monkeypatch.setattr(training_ops, "SHORT_ATTENTION_T", 256 if path == "short" else 0)
+    else:
+        _use(path, request, monkeypatch)
+    B, Hq, Hkv = 2, 6, 2
     cos, sin = rope_tables(D, 512, 10000.0)
     cos, sin = cos[:T, None, :], sin[:T, None, :]  # (T, 1, D)
     qkv = torch.randn(B, T, (Hq + 2 * Hkv) * D, generator=torch.Generator().manual_seed(2),
