@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from llmos_jupyter.model import native
+
 IGNORE_INDEX = -100
 # Rows per chunk when the head trains (its tiles are kept until the chunk's softmax is
 # known): 1024 x 49152 float32 logits = 200 MB would be no saving; 256 rows keep a chunk at
@@ -131,19 +133,16 @@ def _online_loss_and_grad(hidden, weight, targets, ignore_index, scale, want_h,
         picked = h.new_zeros(h.shape[0])
         m = h.new_full((h.shape[0], 1), float("-inf"))  # running row maximum
         s = h.new_zeros((h.shape[0], 1))  # sum of exp(logit - m)
+        rescale = h.new_empty((h.shape[0], 1))
         g = h.new_zeros(h.shape) if want_h else None  # sum of exp(logit - m) * w_v
         for v0 in range(0, V, ONLINE_VOCAB_TILE):
             w_tile = w32[v0:v0 + ONLINE_VOCAB_TILE]
             x = h @ w_tile.t()  # (c, vt) logits
             hit, col = _in_tile(t_in, v0, x.shape[1])
             picked += x.gather(1, col[:, None]).squeeze(1) * hit
-            m_new = torch.maximum(m, x.amax(1, keepdim=True))
-            rescale = (m - m_new).exp_()  # exp(-inf) = 0 on the first tile
-            x.sub_(m_new).exp_()
-            s.mul_(rescale).add_(x.sum(1, keepdim=True))
+            _online_softmax(x, m, s, rescale)
             if want_h:
                 g.mul_(rescale).addmm_(x, w_tile)
-            m = m_new
         lse = s.log_().add_(m)  # (c, 1)
         total += ((lse.squeeze(1) - picked) * valid).sum()
         if want_h:
@@ -152,6 +151,24 @@ def _online_loss_and_grad(hidden, weight, targets, ignore_index, scale, want_h,
             g.mul_((m - lse).exp_()).sub_(w32.index_select(0, t.where(valid, 0)))
             grad_h[start:start + step] = (g * row_scale).to(hidden.dtype)
     return total, grad_h
+
+
+def _online_softmax(x: torch.Tensor, m: torch.Tensor, s: torch.Tensor,
+                    rescale: torch.Tensor) -> None:
+    """One logits tile x [c, vt] of the online softmax, all in place: m' = max(m, row max),
+    x <- exp(x - m'), rescale = exp(m - m') (0 on the first tile, where m = -inf),
+    s <- s * rescale + row sums of x, m <- m'. On CPU in float32 one pass over x (the
+    training kernels); torch's ops take four."""
+    so = native.train_lib() if x.device.type == "cpu" and x.dtype == torch.float32 else None
+    if so is not None and x.is_contiguous():
+        so.llmos_online_softmax(x.data_ptr(), x.shape[0], x.shape[1], m.data_ptr(),
+                                s.data_ptr(), rescale.data_ptr(), torch.get_num_threads())
+        return
+    m_new = torch.maximum(m, x.amax(1, keepdim=True))
+    torch.sub(m, m_new, out=rescale).exp_()  # exp(-inf) = 0 on the first tile
+    x.sub_(m_new).exp_()
+    s.mul_(rescale).add_(x.sum(1, keepdim=True))
+    m.copy_(m_new)
 
 
 def _logit_tiles(h: torch.Tensor, w32: torch.Tensor) -> list[tuple[int, torch.Tensor]]:

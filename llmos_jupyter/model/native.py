@@ -246,11 +246,12 @@ def load_train_library(path: Path) -> ctypes.CDLL:
     so.llmos_rms_norm_backward.argtypes = [P, P, P, P, Int, Int, P, Int]
     so.llmos_swiglu.argtypes = [P, Int, Int, P, Int]
     so.llmos_swiglu_backward.argtypes = [P, P, Int, Int, P, P, Int]
+    so.llmos_online_softmax.argtypes = [P, Int, Int, P, P, P, Int]
     shape = [Int, Int, Int, Int, Int, F]  # B, T, Hq, Hkv, D, scale
     so.llmos_attention_train.argtypes = [P, P, P, *shape, P, P, P, P, Int]
     so.llmos_attention_train_backward.argtypes = [P, P, P, *shape, P, P, P, P, P, P, Int]
     for f in (so.llmos_rms_norm_train, so.llmos_rms_norm_backward, so.llmos_swiglu,
-              so.llmos_swiglu_backward, so.llmos_attention_train,
+              so.llmos_swiglu_backward, so.llmos_online_softmax, so.llmos_attention_train,
               so.llmos_attention_train_backward):
         f.restype = None
     return so

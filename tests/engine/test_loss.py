@@ -13,6 +13,7 @@ from llmos_jupyter.engine.loss import (
     labelled_positions,
     lm_loss,
 )
+from llmos_jupyter.model import native
 from tests.engine.peak_memory import PeakMemory
 from tests.model.helpers import rel_err, tiny_model
 
@@ -57,11 +58,20 @@ def test_vocabulary_tiles_of_uneven_width_match(monkeypatch):
     torch.testing.assert_close(w1.grad, w2.grad, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kernels", ["native", "torch"])
 @pytest.mark.parametrize("logit_scale", [1.0, 400.0])
-def test_frozen_head_one_pass_matches_f_cross_entropy(monkeypatch, logit_scale):
+def test_frozen_head_one_pass_matches_f_cross_entropy(monkeypatch, logit_scale, kernels):
     """A frozen head takes the one-pass path (running maximum, rescaled sums): uneven
     tiles (49152 = 4 x 10000 + 9152), chunks of 16 rows, and logits in the hundreds,
-    where exp without the maximum would overflow float32."""
+    where exp without the maximum would overflow float32. Each tile's softmax step runs
+    on the native training kernels (which must load wherever the inference kernels do)
+    and on torch's ops."""
+    if kernels == "torch":
+        monkeypatch.setattr(native, "train_lib", lambda: None)
+    elif not native.available():
+        pytest.skip("no C++ compiler")
+    else:
+        assert native.train_lib() is not None, "the training kernels did not build"
     monkeypatch.setattr(loss_module, "ONLINE_VOCAB_TILE", 10000)
     h, w, t = _inputs(50, 32, seed=3)
     h = h * logit_scale

@@ -92,6 +92,17 @@ void llmos_swiglu_backward(const float* gu, const float* gh, int M, int F, float
   });
 }
 
+// One logits tile x [M, N] of the fused cross-entropy's online softmax, in place, with
+// the rows' running maxima m, sums s and the factor rescale (each [M]) that the earlier
+// tiles' gradient sums take (training.h).
+void llmos_online_softmax(float* x, int M, int N, float* m, float* s, float* rescale,
+                          int n_threads) {
+  parallel_items(M, n_threads, ROW_GRAIN, [&](int m0, int m1) {
+    for (int r = m0; r < m1; ++r)
+      training::online_softmax_row(x + size_t(r) * N, N, m[r], s[r], rescale[r]);
+  });
+}
+
 // Causal attention with RoPE, forward (train_attention.h has the layouts): y from qkv,
 // keeping qr, kr and the probabilities p for the backward. Work items are (sequence, kv
 // head) pairs.

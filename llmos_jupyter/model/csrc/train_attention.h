@@ -28,41 +28,48 @@ namespace attn {
 
 using std::ptrdiff_t;
 
-// 16 float lanes: one zmm on AVX-512, two ymm on AVX2 (gcc lowers the same code to both).
-typedef float v16 __attribute__((vector_size(64)));
-inline v16 load16(const float* p) {
-  v16 v;
+// A register tile: MR rows by NV vectors of columns, accumulators all in registers.
+// AVX-512's 32 registers hold 6 x 64 (24 accumulators: 4 loads of B per k feed 24 FMAs),
+// AVX2's 16 hold 6 x 16 (12 accumulators, 2 loads).
+#if defined(__AVX512F__)
+constexpr int LANES = 16, MR = 6, NV = 4;
+#elif defined(__AVX2__)
+constexpr int LANES = 8, MR = 6, NV = 2;
+#else
+constexpr int LANES = 4, MR = 4, NV = 2;
+#endif
+constexpr int NC = LANES * NV;  // columns per tile
+
+typedef float vf __attribute__((vector_size(4 * LANES)));
+inline vf loadv(const float* p) {
+  vf v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+inline void storev(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 
-// A register tile: MR rows by NV x 16 columns of accumulators. AVX-512's 32 registers
-// hold 6 x 64 (24 accumulators, 4 loads of B per k feed 24 FMAs); AVX2's 16 hold 5 x 16.
-#if defined(__AVX512F__)
-constexpr int MR = 6, NV = 4;
 // Keep a loaded B vector in a register (gcc would otherwise fold the load into each FMA
-// as a memory operand: 6 loads per vector, and the loads become the bottleneck).
-inline void pin(v16& v) { asm("" : "+v"(v)); }
+// as a memory operand: MR loads per vector, and the loads become the bottleneck).
+#if defined(__AVX512F__)
+inline void pin(vf& v) { asm("" : "+v"(v)); }
 #else
-constexpr int MR = 5, NV = 1;
-inline void pin(v16&) {}
+inline void pin(vf& v) { asm("" : "+x"(v)); }
 #endif
-constexpr int NC = 16 * NV;  // columns per tile
 
 inline int round_up(int n, int m) { return (n + m - 1) / m * m; }
 
-// C[m, 0:16 W] (+)= sum over k in [k0, k1) of A[m ars + k acs] B[k brs + 0:16 W], m < R.
+// C[m, 0:W LANES] (+)= sum over k in [k0, k1) of A[m ars + k acs] B[k brs + 0:W LANES],
+// m < R.
 template <int R, int W>
 inline void tile(const float* A, ptrdiff_t ars, ptrdiff_t acs, const float* B, ptrdiff_t brs,
                  int k0, int k1, float* C, ptrdiff_t crs, bool acc) {
-  v16 c[R][W];
+  vf c[R][W];
   for (int m = 0; m < R; ++m)
-    for (int v = 0; v < W; ++v) c[m][v] = acc ? load16(C + m * crs + 16 * v) : v16{};
+    for (int v = 0; v < W; ++v) c[m][v] = acc ? loadv(C + m * crs + LANES * v) : vf{};
   for (int k = k0; k < k1; ++k) {
-    v16 b[W];
+    vf b[W];
     for (int v = 0; v < W; ++v) {
-      b[v] = load16(B + k * brs + 16 * v);
+      b[v] = loadv(B + k * brs + LANES * v);
       pin(b[v]);
     }
     for (int m = 0; m < R; ++m) {
@@ -71,7 +78,7 @@ inline void tile(const float* A, ptrdiff_t ars, ptrdiff_t acs, const float* B, p
     }
   }
   for (int m = 0; m < R; ++m)
-    for (int v = 0; v < W; ++v) store16(C + m * crs + 16 * v, c[m][v]);
+    for (int v = 0; v < W; ++v) storev(C + m * crs + LANES * v, c[m][v]);
 }
 
 // tile<rows, width> for rows <= R, width <= W (the edges of a product).
@@ -102,7 +109,7 @@ inline void gemm(int M, const float* A, ptrdiff_t ars, ptrdiff_t acs, const floa
     const int rows = std::min(MR, M - m0), m1 = m0 + rows;
     const auto [k0, k1] = krange(m0, m1);
     for (int n0 = 0, n = ncols(m1); n0 < n; n0 += NC)
-      tile_any(rows, std::min(NV, (n - n0) / 16), A + m0 * ars, ars, acs, B + n0, brs, k0, k1,
+      tile_any(rows, std::min(NV, (n - n0) / LANES), A + m0 * ars, ars, acs, B + n0, brs, k0, k1,
                C + m0 * crs + n0, crs, acc);
   }
 }

@@ -1,5 +1,5 @@
 // Row kernels of the training pass (llmos_train.cpp): RMSNorm and SwiGLU, forward and
-// backward, each one pass over a row. A row's arithmetic never depends on which thread
+// backward, and the online softmax of the fused cross-entropy, each one pass over a row. A row's arithmetic never depends on which thread
 // runs it, so results do not depend on the thread count.
 #pragma once
 #include <cmath>
@@ -82,6 +82,40 @@ inline void swiglu_backward_row(const float* gu, const float* gh, int F, float* 
     dg[j] = (gh[j] * u[j]) * (s * (1.f + g[j] * (1.f - s)));
     if (h) h[j] = act * u[j];
   }
+}
+
+// One row of a logits tile in the fused cross-entropy's online softmax (engine/loss.py).
+// m is the running maximum and s the running sum of e^(logit - m) over the earlier tiles:
+// with m' = max(m, max x), x <- e^(x - m'), rescale = e^(m - m') (0 on the first tile,
+// where m = -inf), s <- s rescale + sum x, m <- m'.
+inline void online_softmax_row(float* x, int n, float& m, float& s, float& rescale) {
+  float mx = m;
+  int j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 m8 = _mm256_set1_ps(mx);
+  for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + j));
+  float lanes[8];
+  _mm256_storeu_ps(lanes, m8);
+  for (float l : lanes) mx = std::max(mx, l);
+#endif
+  for (; j < n; ++j) mx = std::max(mx, x[j]);
+  float total = 0.f;
+  j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 top = _mm256_set1_ps(mx);
+  __m256 t8 = _mm256_setzero_ps();
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(x + j), top));
+    _mm256_storeu_ps(x + j, e);
+    t8 = _mm256_add_ps(t8, e);
+  }
+  _mm256_storeu_ps(lanes, t8);
+  for (float l : lanes) total += l;
+#endif
+  for (; j < n; ++j) total += (x[j] = std::exp(x[j] - mx));
+  rescale = mx == m ? 1.f : std::exp(m - mx);
+  s = s * rescale + total;
+  m = mx;
 }
 
 }  // namespace training
