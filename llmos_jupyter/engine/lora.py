@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmos_jupyter.errors import ConfigError
+from llmos_jupyter.model.training_ops import wants_training_ops
 
 # Hugging Face projection name -> (our module attribute, slice name within it).
 TARGETS = {
@@ -89,6 +90,9 @@ class LoRALinear(nn.Module):
         return b * self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.base.weight.requires_grad and wants_training_ops(x, self.lora_A):
+            return LoRAFunction.apply(x, self.base.weight, self.base.bias, self.lora_A,
+                                      self.scale, self.parts, *self.lora_B)
         y = self.base(x)  # (..., out)
         low = F.linear(x, self.lora_A)  # (..., parts * r): every A in one matmul
         # y + low @ (scale * B)^T in one addmm over the flattened rows.
@@ -109,6 +113,48 @@ class LoRALinear(nn.Module):
         if self.base.bias is not None:
             out.bias = nn.Parameter(self.base.bias.detach().clone(), requires_grad=False)
         return out
+
+
+class LoRAFunction(torch.autograd.Function):
+    """LoRALinear's training forward with the base weight frozen: y = x W^T (+ bias), then
+    each part's rows += scale * (x A_i^T) B_i^T, in place; the backward computes only the
+    gradients of x, A and the B's.
+
+    Autograd of the plain ops multiplies by every B placed in an [out, parts * r] zero
+    matrix (a third of it zeros for q_proj + v_proj on a fused qkv), writes a second
+    [tokens, out] tensor for the sum, and adds the two input gradients; here each part
+    touches its own rows only, and the input gradient is one product plus one update.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_a, scale, parts, *lora_b):
+        x2 = x.reshape(-1, x.shape[-1])  # (N, in)
+        out = x2 @ weight.t() if bias is None else torch.addmm(bias, x2, weight.t())
+        low = x2 @ lora_a.t()  # (N, parts * r): every A in one product
+        r = lora_a.shape[0] // len(parts)
+        for i, (start, stop) in enumerate(parts):
+            out[:, start:stop].addmm_(low[:, i * r:(i + 1) * r], lora_b[i].t(), alpha=scale)
+        ctx.save_for_backward(x2, weight, lora_a, low, *lora_b)
+        ctx.scale, ctx.parts, ctx.shape = scale, parts, x.shape
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x2, weight, lora_a, low, *lora_b = ctx.saved_tensors
+        g = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out)
+        r = lora_a.shape[0] // len(ctx.parts)
+        grad_low = g.new_empty(low.shape)  # d loss / d (x A^T)
+        grad_b = []
+        for i, (start, stop) in enumerate(ctx.parts):
+            g_part, low_i = g[:, start:stop], low[:, i * r:(i + 1) * r]
+            torch.mm(g_part, lora_b[i], out=grad_low[:, i * r:(i + 1) * r])
+            grad_b.append(torch.mm(g_part.t(), low_i).mul_(ctx.scale))
+        grad_low.mul_(ctx.scale)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (g @ weight).addmm_(grad_low, lora_a).view(ctx.shape)
+        grad_a = grad_low.t() @ x2
+        return (grad_x, None, None, grad_a, None, None, *grad_b)
 
 
 def resolve_targets(targets: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:

@@ -124,3 +124,29 @@ def test_one_step_matches_peft_on_transformers_llama():
     for mod, k, pm in pairs:
         torch.testing.assert_close(mod.lora_A[k * R:(k + 1) * R], pm.lora_A["default"].weight,
                                    atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("parts,bias", [([(0, 20), (28, 36)], False), ([(0, 36)], True)])
+def test_training_function_equals_autograd_of_the_plain_ops(monkeypatch, parts, bias):
+    """LoRAFunction (the training forward: each part updates its own rows in place)
+    against autograd of the plain forward: output and every gradient, bit for bit; two
+    parts of a fused weight with an unadapted gap between them, and one whole weight
+    with a bias."""
+    from llmos_jupyter.engine import lora
+
+    torch.manual_seed(0)
+    base = torch.nn.Linear(24, 36, bias=bias).requires_grad_(False)
+    layer = LoRALinear(base, 4, 8.0, parts)
+    with torch.no_grad():
+        for b in layer.lora_B:
+            b.normal_()
+    x = torch.randn(3, 5, 24, requires_grad=True)
+    weights = torch.randn(3, 5, 36)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(lora, "wants_training_ops", lambda *a, f=fused: f)
+        tensors = [x, layer.lora_A, *layer.lora_B]
+        y = layer(x)
+        results.append([y.detach(), *torch.autograd.grad((y * weights).sum(), tensors)])
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
