@@ -144,11 +144,13 @@ class LoRAFunction(torch.autograd.Function):
         g = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out)
         r = lora_a.shape[0] // len(ctx.parts)
         grad_low = g.new_empty(low.shape)  # d loss / d (x A^T)
+        # Every part's B gradient from one product (its rows of the others' are unused):
+        # per part, g[:, rows]^T @ low_i ran at ~20 GFLOP/s on the strided slice.
+        grad_b_all = (low.t() @ g).mul_(ctx.scale)  # (parts * r, out)
         grad_b = []
         for i, (start, stop) in enumerate(ctx.parts):
-            g_part, low_i = g[:, start:stop], low[:, i * r:(i + 1) * r]
-            torch.mm(g_part, lora_b[i], out=grad_low[:, i * r:(i + 1) * r])
-            grad_b.append(torch.mm(g_part.t(), low_i).mul_(ctx.scale))
+            torch.mm(g[:, start:stop], lora_b[i], out=grad_low[:, i * r:(i + 1) * r])
+            grad_b.append(grad_b_all[i * r:(i + 1) * r, start:stop].t())
         grad_low.mul_(ctx.scale)
         grad_x = None
         if ctx.needs_input_grad[0]:

@@ -126,9 +126,22 @@ inline void rope_row(const float* x, const float* cos, const float* sin, int D, 
 // p[0..n) = softmax(scale * p[0..n)); p[n..TP) = 0.
 inline void softmax_row(float* p, int n, int TP, float scale) {
   float mx = -INFINITY;
-  for (int j = 0; j < n; ++j) mx = std::max(mx, p[j] *= scale);
-  float total = 0.f;
   int j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 s8 = _mm256_set1_ps(scale);
+  __m256 x8 = _mm256_set1_ps(-INFINITY);
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(p + j), s8);
+    _mm256_storeu_ps(p + j, v);
+    x8 = _mm256_max_ps(x8, v);
+  }
+  float top[8];
+  _mm256_storeu_ps(top, x8);
+  for (float t : top) mx = std::max(mx, t);
+#endif
+  for (; j < n; ++j) mx = std::max(mx, p[j] *= scale);
+  float total = 0.f;
+  j = 0;
 #if defined(__AVX2__) && defined(__FMA__)
   const __m256 m8 = _mm256_set1_ps(mx);
   __m256 t8 = _mm256_setzero_ps();
