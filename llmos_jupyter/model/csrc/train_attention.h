@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "attention.h"
+#include "training.h"
 #include "vmath.h"
 
 namespace attn {
@@ -125,38 +126,10 @@ inline void rope_row(const float* x, const float* cos, const float* sin, int D, 
 
 // p[0..n) = softmax(scale * p[0..n)); p[n..TP) = 0.
 inline void softmax_row(float* p, int n, int TP, float scale) {
-  float mx = -INFINITY;
+  for (int j = 0; j < n; ++j) p[j] *= scale;
+  const float inv = 1.f / training::exp_shifted(p, n, training::row_max(p, n, -INFINITY));
   int j = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  const __m256 s8 = _mm256_set1_ps(scale);
-  __m256 x8 = _mm256_set1_ps(-INFINITY);
-  for (; j + 8 <= n; j += 8) {
-    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(p + j), s8);
-    _mm256_storeu_ps(p + j, v);
-    x8 = _mm256_max_ps(x8, v);
-  }
-  float top[8];
-  _mm256_storeu_ps(top, x8);
-  for (float t : top) mx = std::max(mx, t);
-#endif
-  for (; j < n; ++j) mx = std::max(mx, p[j] *= scale);
-  float total = 0.f;
-  j = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  const __m256 m8 = _mm256_set1_ps(mx);
-  __m256 t8 = _mm256_setzero_ps();
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(p + j), m8));
-    _mm256_storeu_ps(p + j, e);
-    t8 = _mm256_add_ps(t8, e);
-  }
-  float lanes[8];
-  _mm256_storeu_ps(lanes, t8);
-  for (float l : lanes) total += l;
-#endif
-  for (; j < n; ++j) total += (p[j] = std::exp(p[j] - mx));
-  const float inv = 1.f / total;
-  for (j = 0; j < n; ++j) p[j] *= inv;
+  for (; j < n; ++j) p[j] *= inv;
   for (; j < TP; ++j) p[j] = 0.f;
 }
 

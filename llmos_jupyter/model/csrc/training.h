@@ -88,31 +88,81 @@ inline void swiglu_backward_row(const float* gu, const float* gh, int F, float* 
 // m is the running maximum and s the running sum of e^(logit - m) over the earlier tiles:
 // with m' = max(m, max x), x <- e^(x - m'), rescale = e^(m - m') (0 on the first tile,
 // where m = -inf), s <- s rescale + sum x, m <- m'.
-inline void online_softmax_row(float* x, int n, float& m, float& s, float& rescale) {
-  float mx = m;
-  int j = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  __m256 m8 = _mm256_set1_ps(mx);
-  for (; j + 8 <= n; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + j));
-  float lanes[8];
-  _mm256_storeu_ps(lanes, m8);
-  for (float l : lanes) mx = std::max(mx, l);
+#if defined(__AVX512F__)
+// exp_neg (vmath.h) on 16 lanes: e^x for x <= 0, Cephes' expf, ~1 ulp.
+inline __m512 exp_neg16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
+  const __m512i e = _mm512_slli_epi32(
+      _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
 #endif
-  for (; j < n; ++j) mx = std::max(mx, x[j]);
+
+// max(m, x[0..n)).
+inline float row_max(const float* x, int n, float m) {
+  int j = 0;
+#if defined(__AVX512F__)
+  __m512 v = _mm512_set1_ps(m);
+  for (; j + 16 <= n; j += 16) v = _mm512_max_ps(v, _mm512_loadu_ps(x + j));
+  m = _mm512_reduce_max_ps(v);
+#elif defined(__AVX2__) && defined(__FMA__)
+  __m256 v = _mm256_set1_ps(m);
+  for (; j + 8 <= n; j += 8) v = _mm256_max_ps(v, _mm256_loadu_ps(x + j));
+  float lanes[8];
+  _mm256_storeu_ps(lanes, v);
+  for (float l : lanes) m = std::max(m, l);
+#endif
+  for (; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+// x[j] <- e^(x[j] - top) for j < n (every x[j] <= top); returns their sum.
+inline float exp_shifted(float* x, int n, float top) {
   float total = 0.f;
-  j = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  const __m256 top = _mm256_set1_ps(mx);
-  __m256 t8 = _mm256_setzero_ps();
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(x + j), top));
-    _mm256_storeu_ps(x + j, e);
-    t8 = _mm256_add_ps(t8, e);
+  int j = 0;
+#if defined(__AVX512F__)
+  const __m512 t = _mm512_set1_ps(top);
+  __m512 sum = _mm512_setzero_ps();
+  for (; j + 16 <= n; j += 16) {
+    const __m512 e = exp_neg16(_mm512_sub_ps(_mm512_loadu_ps(x + j), t));
+    _mm512_storeu_ps(x + j, e);
+    sum = _mm512_add_ps(sum, e);
   }
-  _mm256_storeu_ps(lanes, t8);
+  total = _mm512_reduce_add_ps(sum);
+#elif defined(__AVX2__) && defined(__FMA__)
+  const __m256 t = _mm256_set1_ps(top);
+  __m256 sum = _mm256_setzero_ps();
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(x + j), t));
+    _mm256_storeu_ps(x + j, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, sum);
   for (float l : lanes) total += l;
 #endif
-  for (; j < n; ++j) total += (x[j] = std::exp(x[j] - mx));
+  for (; j < n; ++j) total += (x[j] = std::exp(x[j] - top));
+  return total;
+}
+
+// One row of a logits tile in the fused cross-entropy's online softmax (engine/loss.py).
+// m is the running maximum and s the running sum of e^(logit - m) over the earlier tiles:
+// with m' = max(m, max x), x <- e^(x - m'), rescale = e^(m - m') (0 on the first tile,
+// where m = -inf), s <- s rescale + sum x, m <- m'.
+inline void online_softmax_row(float* x, int n, float& m, float& s, float& rescale) {
+  const float mx = row_max(x, n, m);
+  const float total = exp_shifted(x, n, mx);
   rescale = mx == m ? 1.f : std::exp(m - mx);
   s = s * rescale + total;
   m = mx;
