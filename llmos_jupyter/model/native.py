@@ -56,7 +56,7 @@ ABI_VERSION = 3
 # nothing in training has to round like a separate torch op.
 TRAIN_FLAGS = (*(f for f in FLAGS if f != "-ffp-contract=off"), "-ffp-contract=fast",
                "-fopenmp")
-TRAIN_ABI_VERSION = 1
+TRAIN_ABI_VERSION = 2
 KINDS = {"F32": 0, "Q4_0": 1, "Q4_1": 2, "Q8_0": 3}
 
 
@@ -243,16 +243,17 @@ def load_train_library(path: Path) -> ctypes.CDLL:
                            f"{TRAIN_ABI_VERSION}")
     P, Int, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     so.llmos_rms_norm_train.argtypes = [P, P, Int, Int, F, P, P, Int]
-    so.llmos_rms_norm_backward.argtypes = [P, P, P, P, Int, Int, P, Int]
+    so.llmos_rms_norm_backward.argtypes = [P, P, P, P, P, Int, Int, P, Int]
+    so.llmos_add_rms_norm.argtypes = [P, P, P, Int, Int, F, P, P, P, Int]
     so.llmos_swiglu.argtypes = [P, Int, Int, P, Int]
     so.llmos_swiglu_backward.argtypes = [P, P, Int, Int, P, P, Int]
     so.llmos_online_softmax.argtypes = [P, Int, Int, P, P, P, Int]
     shape = [Int, Int, Int, Int, Int, F]  # B, T, Hq, Hkv, D, scale
     so.llmos_attention_train.argtypes = [P, P, P, *shape, P, P, P, P, Int]
     so.llmos_attention_train_backward.argtypes = [P, P, P, *shape, P, P, P, P, P, P, Int]
-    for f in (so.llmos_rms_norm_train, so.llmos_rms_norm_backward, so.llmos_swiglu,
-              so.llmos_swiglu_backward, so.llmos_online_softmax, so.llmos_attention_train,
-              so.llmos_attention_train_backward):
+    for f in (so.llmos_rms_norm_train, so.llmos_rms_norm_backward, so.llmos_add_rms_norm,
+              so.llmos_swiglu, so.llmos_swiglu_backward, so.llmos_online_softmax,
+              so.llmos_attention_train, so.llmos_attention_train_backward):
         f.restype = None
     return so
 

@@ -80,26 +80,80 @@ class RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, weight, rstd = ctx.saved_tensors
-        K = x.shape[-1]
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_y = grad_y.contiguous()
-            so = _native_lib(x, weight, grad_y)
-            if so is not None:
-                grad_x = torch.empty_like(x)
-                so.llmos_rms_norm_backward(x.data_ptr(), weight.data_ptr(), rstd.data_ptr(),
-                                           grad_y.data_ptr(), x.numel() // K, K,
-                                           grad_x.data_ptr(), torch.get_num_threads())
-            else:
-                # d/dx of x * r * w with r = (mean(x^2) + eps)^-1/2:
-                #   r * (g w) - x * r^3 * mean(g w x)
-                gw = grad_y * weight
-                coef = (gw * x).sum(-1, keepdim=True).mul_(rstd.pow(3) / K)
-                grad_x = gw.mul_(rstd)
-                grad_x.sub_(x * coef)
-        if ctx.needs_input_grad[1]:
-            grad_w = (grad_y * x * rstd).reshape(-1, K).sum(0)
+        want_x, want_w = ctx.needs_input_grad[:2]
+        grad_x, grad_w = _rms_norm_backward(x, weight, rstd, grad_y, None, want_x, want_w)
         return grad_x, grad_w, None
+
+
+def _rms_norm_backward(x, weight, rstd, grad_y, grad_res, want_x, want_w):
+    """(d x, d weight) of y = rms_norm(x) * weight from grad_y (d x plus grad_res, the
+    gradient x gets from elsewhere, when that is not None); None where not wanted."""
+    K = x.shape[-1]
+    grad_x = grad_w = None
+    if grad_y is None:  # only the residual stream's own gradient reached us
+        return grad_res, None
+    if want_x:
+        grad_y = grad_y.contiguous()
+        so = _native_lib(x, weight, grad_y, *(() if grad_res is None else (grad_res,)))
+        if so is not None:
+            grad_x = torch.empty_like(x)
+            so.llmos_rms_norm_backward(x.data_ptr(), weight.data_ptr(), rstd.data_ptr(),
+                                       grad_y.data_ptr(),
+                                       0 if grad_res is None else grad_res.data_ptr(),
+                                       x.numel() // K, K, grad_x.data_ptr(),
+                                       torch.get_num_threads())
+        else:
+            # d/dx of x * r * w with r = (mean(x^2) + eps)^-1/2:
+            #   r * (g w) - x * r^3 * mean(g w x)
+            gw = grad_y * weight
+            coef = (gw * x).sum(-1, keepdim=True).mul_(rstd.pow(3) / K)
+            grad_x = gw.mul_(rstd)
+            grad_x.sub_(x * coef)
+            if grad_res is not None:
+                grad_x.add_(grad_res)
+    if want_w:
+        grad_w = (grad_y * x * rstd).reshape(-1, K).sum(0)
+    return grad_x, grad_w
+
+
+class AddRMSNormFunction(torch.autograd.Function):
+    """(h, y) = (x + a, rms_norm(x + a) * weight): a residual add and the norm after it
+    in one pass each way (float32). The backward returns h's gradient plus the norm's
+    for both x and a, where autograd would add the two in a pass of its own."""
+
+    @staticmethod
+    def forward(ctx, x, a, weight, eps):
+        K = x.shape[-1]
+        so = _native_lib(x, a, weight)
+        if so is not None:
+            h, y = torch.empty_like(x), torch.empty_like(x)
+            rstd = x.new_empty(*x.shape[:-1], 1)
+            so.llmos_add_rms_norm(x.data_ptr(), a.data_ptr(), weight.data_ptr(), x.numel() // K,
+                                  K, eps, h.data_ptr(), y.data_ptr(), rstd.data_ptr(),
+                                  torch.get_num_threads())
+        else:
+            h = x + a
+            rstd = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+            y = (h * rstd).mul_(weight)
+        ctx.save_for_backward(h, weight, rstd)
+        return h, y
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_y):
+        h, weight, rstd = ctx.saved_tensors
+        if grad_h is not None:
+            grad_h = grad_h.contiguous()
+        want_x, want_a, want_w = ctx.needs_input_grad[:3]
+        grad, grad_w = _rms_norm_backward(h, weight, rstd, grad_y, grad_h, want_x or want_a,
+                                          want_w)
+        return grad if want_x else None, grad if want_a else None, grad_w, None
+
+
+def add_rms_norm(x: torch.Tensor, a: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + a, RMSNorm of x + a with `weight`) for same-shaped x, a [..., dim];
+    differentiable in all three (see AddRMSNormFunction)."""
+    return AddRMSNormFunction.apply(x, a, weight, eps)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

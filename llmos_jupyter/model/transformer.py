@@ -29,6 +29,7 @@ from llmos_jupyter.model.kv_cache import KVCache
 from llmos_jupyter.model.norms import make_norm
 from llmos_jupyter.model.rope import apply_rope, rope_tables
 from llmos_jupyter.model.training_ops import (
+    add_rms_norm,
     causal_attention,
     flash_attention_applies,
     swiglu,
@@ -253,7 +254,40 @@ class Transformer(nn.Module):
         (training fuses the head with its loss: engine/loss.py). With rows (indices into
         the B * T positions, row-major) only those positions' states, [len(rows), dim]:
         the last block then runs its output projection and MLP on those rows alone."""
+        if self._fuses_residual_norms():
+            return self._fused_hidden_states(ids, rows)
         return self.norm(self._blocks(ids, rows))
+
+    def _fuses_residual_norms(self) -> bool:
+        """Whether hidden_states runs each residual add with the RMSNorm after it as one
+        add_rms_norm (training_ops): a gradient is wanted, autocast is off, float32 on the
+        torch backend, RMSNorm (not GPT-2), no gradient checkpointing."""
+        device = self.device
+        return (self.config.arch != "gpt2" and not self.gradient_checkpointing
+                and self.dtype == torch.float32 and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(device.type)
+                and backend.get_backend(device) == "sdpa")
+
+    def _fused_hidden_states(self, ids: torch.Tensor,
+                             rows: torch.Tensor | None) -> torch.Tensor:
+        """hidden_states with every block's two residual adds fused into the norm that
+        follows each (the next block's attention norm, or the final norm): the same sums
+        and norms in half the passes, forward and backward."""
+        T = ids.shape[1]
+        self._check_len(T)
+        x = self._embed(ids, torch.arange(T, device=ids.device))  # (B, T, dim)
+        cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]  # (T, 1, D)
+        last = len(self.layers) - 1
+        y = self.layers[0].attn_norm(x)
+        for i, layer in enumerate(self.layers):
+            kept = rows if i == last else None  # earlier blocks' every row feeds keys/values
+            a = layer.attn(y, cos, sin, rows=kept)
+            if kept is not None:  # the output projection and MLP on the kept rows alone
+                x = x.reshape(-1, x.shape[-1]).index_select(0, kept)
+            x, y = add_rms_norm(x, a, layer.ffn_norm.weight, layer.ffn_norm.eps)
+            norm = self.layers[i + 1].attn_norm if i < last else self.norm
+            x, y = add_rms_norm(x, layer.ffn(y), norm.weight, norm.eps)
+        return y
 
     def _blocks(self, ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         T = ids.shape[1]

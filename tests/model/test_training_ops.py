@@ -200,3 +200,48 @@ def test_model_gradients_match_the_plain_ops(monkeypatch):
     assert abs(loss - ref_loss) < 1e-6 * abs(ref_loss)
     for n, g in ref_grads.items():
         assert rel_err(grads[n], g) < 1e-5, n
+
+
+@pytest.mark.parametrize("kernels", ["native", "torch"], indirect=True)
+@pytest.mark.parametrize("use_rows", [False, True])
+def test_fused_residual_norms_match_the_blocks(monkeypatch, kernels, use_rows):
+    """hidden_states with each residual add fused into the norm after it (add_rms_norm)
+    against the blocks' own adds and norms: the states and every weight's gradient, with
+    all rows and with a subset of the last block's rows."""
+    from llmos_jupyter.model import transformer
+
+    ids = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(3))
+    rows = torch.tensor([1, 4, 5, 12, 17]) if use_rows else None
+
+    def run(fused):
+        model = tiny_model(seed=1).train()
+        monkeypatch.setattr(transformer.Transformer, "_fuses_residual_norms",
+                            lambda self: fused)
+        h = model.hidden_states(ids, rows)
+        weights = torch.randn(h.shape, generator=torch.Generator().manual_seed(6))
+        (h * weights).sum().backward()
+        return h.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    h, grads = run(True)
+    h_ref, grads_ref = run(False)
+    assert rel_err(h, h_ref) < 1e-6
+    for n, g in grads_ref.items():  # the LM head is not in hidden_states: no gradient
+        assert (grads[n] is None) if g is None else rel_err(grads[n], g) < 1e-5, n
+
+
+def test_add_rms_norm_gradients_of_both_outputs():
+    """add_rms_norm's backward when both h and y carry gradients, x needs none (as the
+    embeddings in LoRA training), or only h does."""
+    g = torch.Generator().manual_seed(8)
+    x, a = torch.randn(6, 32, generator=g), torch.randn(6, 32, generator=g, requires_grad=True)
+    w = torch.randn(32, generator=g, requires_grad=True)
+    h, y = training_ops.add_rms_norm(x, a, w, 1e-5)
+    (h * 2 + y * 3).sum().backward()
+    a2, w2 = a.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    h2 = x + a2
+    (h2 * 2 + F.rms_norm(h2, (32,), w2, 1e-5) * 3).sum().backward()
+    assert rel_err(a.grad, a2.grad) < 1e-6 and rel_err(w.grad, w2.grad) < 1e-6
+    a.grad = None
+    h, _ = training_ops.add_rms_norm(x, a, w.detach(), 1e-5)
+    h.sum().backward()
+    assert torch.equal(a.grad, torch.ones_like(a))

@@ -48,7 +48,7 @@ constexpr int ROW_GRAIN = 16;
 
 extern "C" {
 
-int llmos_train_abi_version() { return 1; }
+int llmos_train_abi_version() { return 2; }
 
 // The probabilities' rows are padded to a multiple of this many columns.
 int llmos_attention_cols() { return 16; }
@@ -61,11 +61,22 @@ void llmos_rms_norm_train(const float* x, const float* w, int M, int K, float ep
   });
 }
 
-// The input gradient gx [M, K] of llmos_rms_norm_train from the output's gradient gy.
-void llmos_rms_norm_backward(const float* x, const float* w, const float* rstd,
-                             const float* gy, int M, int K, float* gx, int n_threads) {
+// h [M, K] = x + a, then llmos_rms_norm_train of h: the residual add before a norm in
+// one pass.
+void llmos_add_rms_norm(const float* x, const float* a, const float* w, int M, int K,
+                        float eps, float* h, float* y, float* rstd, int n_threads) {
   parallel_items(M, n_threads, ROW_GRAIN, [&](int m0, int m1) {
-    training::rms_norm_backward_rows(x, w, rstd, gy, m0, m1, K, gx);
+    training::add_rms_norm_rows(x, a, w, m0, m1, K, eps, h, y, rstd);
+  });
+}
+
+// The input gradient gx [M, K] of llmos_rms_norm_train from the output's gradient gy,
+// plus gres [M, K] when not null (for llmos_add_rms_norm: the gradient of h itself).
+void llmos_rms_norm_backward(const float* x, const float* w, const float* rstd,
+                             const float* gy, const float* gres, int M, int K, float* gx,
+                             int n_threads) {
+  parallel_items(M, n_threads, ROW_GRAIN, [&](int m0, int m1) {
+    training::rms_norm_backward_rows(x, w, rstd, gy, gres, m0, m1, K, gx);
   });
 }
 

@@ -38,9 +38,21 @@ inline void rms_norm_rows(const float* x, const float* w, int m0, int m1, int K,
   }
 }
 
-// gx = r (gy w) - x r^3 mean(gy w x), the input gradient of rms_norm_rows.
+// h = x + a (the residual stream), then y and rstd of h as rms_norm_rows gives them.
+inline void add_rms_norm_rows(const float* x, const float* a, const float* w, int m0, int m1,
+                              int K, float eps, float* h, float* y, float* rstd) {
+  for (int m = m0; m < m1; ++m) {
+    const size_t o = size_t(m) * K;
+    for (int k = 0; k < K; ++k) h[o + k] = x[o + k] + a[o + k];
+    rms_norm_rows(h, w, m, m + 1, K, eps, y, rstd);  // h's row is still in L1
+  }
+}
+
+// gx = r (gy w) - x r^3 mean(gy w x), the input gradient of rms_norm_rows, plus gres
+// when not null (the residual stream's own gradient, for add_rms_norm_rows).
 inline void rms_norm_backward_rows(const float* x, const float* w, const float* rstd,
-                                   const float* gy, int m0, int m1, int K, float* gx) {
+                                   const float* gy, const float* gres, int m0, int m1, int K,
+                                   float* gx) {
   for (int m = m0; m < m1; ++m) {
     const float* xr = x + size_t(m) * K;
     const float* gr = gy + size_t(m) * K;
@@ -48,7 +60,12 @@ inline void rms_norm_backward_rows(const float* x, const float* w, const float* 
     const float r = rstd[m];
     for (int k = 0; k < K; ++k) out[k] = gr[k] * w[k];  // g w, reused below from L1
     const float coef = dot(out, xr, K) * (r * r * r / float(K));
-    for (int k = 0; k < K; ++k) out[k] = out[k] * r - xr[k] * coef;
+    if (gres) {
+      const float* res = gres + size_t(m) * K;
+      for (int k = 0; k < K; ++k) out[k] = (out[k] * r - xr[k] * coef) + res[k];
+    } else {
+      for (int k = 0; k < K; ++k) out[k] = out[k] * r - xr[k] * coef;
+    }
   }
 }
 
