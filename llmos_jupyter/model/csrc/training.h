@@ -101,31 +101,6 @@ inline void swiglu_backward_row(const float* gu, const float* gh, int F, float* 
   }
 }
 
-// One row of a logits tile in the fused cross-entropy's online softmax (engine/loss.py).
-// m is the running maximum and s the running sum of e^(logit - m) over the earlier tiles:
-// with m' = max(m, max x), x <- e^(x - m'), rescale = e^(m - m') (0 on the first tile,
-// where m = -inf), s <- s rescale + sum x, m <- m'.
-#if defined(__AVX512F__)
-// exp_neg (vmath.h) on 16 lanes: e^x for x <= 0, Cephes' expf, ~1 ulp.
-inline __m512 exp_neg16(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
-  const __m512i e = _mm512_slli_epi32(
-      _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
-}
-#endif
-
 // max(m, x[0..n)).
 inline float row_max(const float* x, int n, float m) {
   int j = 0;
@@ -136,9 +111,7 @@ inline float row_max(const float* x, int n, float m) {
 #elif defined(__AVX2__) && defined(__FMA__)
   __m256 v = _mm256_set1_ps(m);
   for (; j + 8 <= n; j += 8) v = _mm256_max_ps(v, _mm256_loadu_ps(x + j));
-  float lanes[8];
-  _mm256_storeu_ps(lanes, v);
-  for (float l : lanes) m = std::max(m, l);
+  m = hmax8(v);
 #endif
   for (; j < n; ++j) m = std::max(m, x[j]);
   return m;
@@ -165,9 +138,7 @@ inline float exp_shifted(float* x, int n, float top) {
     _mm256_storeu_ps(x + j, e);
     sum = _mm256_add_ps(sum, e);
   }
-  float lanes[8];
-  _mm256_storeu_ps(lanes, sum);
-  for (float l : lanes) total += l;
+  total = hsum8(sum);
 #endif
   for (; j < n; ++j) total += (x[j] = std::exp(x[j] - top));
   return total;

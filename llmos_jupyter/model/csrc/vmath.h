@@ -1,5 +1,5 @@
-// Vectorized elementwise math shared by the kernels: e^x for x <= 0, and SwiGLU's
-// silu(gate) * up.
+// Vectorized elementwise math shared by the kernels: e^x for x <= 0 (8 and 16 lanes),
+// horizontal max and sum, and SwiGLU's silu(gate) * up.
 #pragma once
 #include <cmath>
 #if defined(__AVX2__) && defined(__FMA__)
@@ -23,6 +23,40 @@ inline __m256 exp_neg(__m256 x) {
   const __m256i e = _mm256_slli_epi32(
       _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+// The largest and the sum of v's 8 lanes.
+inline float hmax8(__m256 v) {
+  float lanes[8], m = -INFINITY;
+  _mm256_storeu_ps(lanes, v);
+  for (float l : lanes) m = l > m ? l : m;
+  return m;
+}
+inline float hsum8(__m256 v) {
+  float lanes[8], total = 0.f;
+  _mm256_storeu_ps(lanes, v);
+  for (float l : lanes) total += l;
+  return total;
+}
+#endif
+#if defined(__AVX512F__)
+// exp_neg on 16 lanes (the training kernels' softmax): e^x for x <= 0, Cephes' expf, ~1 ulp.
+inline __m512 exp_neg16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
+  const __m512i e = _mm512_slli_epi32(
+      _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 #endif
 
