@@ -12,19 +12,25 @@ what the backward reads and fold its steps:
              weight, and so is the input gradient of the two halves. On CPU in float32
              silu(gate) * up and its backward are one pass each (native) and only the
              [gate | up] product is kept; elsewhere torch's ops, keeping silu(gate) too.
+  add_rms_norm
+             a residual add and the RMSNorm after it: h = x + a and its norm in one
+             pass; the backward adds h's own gradient inside the norm's backward pass.
   causal_attention
              from the fused qkv projection to the heads' outputs side by side: RoPE on
-             q and k (half by half, no flipped copy), the attention itself, and the
-             backward writes the q, k (RoPE undone) and v gradients straight into one
-             [..., qkv] tensor - where autograd would zero-fill a qkv-sized tensor per
-             slice and add them up. Where torch's CPU kernels use AVX-512, sequences up
-             to SHORT_ATTENTION_T tokens (typical fine-tuning rows) keep their attention
-             probabilities and run forward and backward as a few batched matmuls: at
-             4 x 128 tokens, SmolLM2's heads, forward and backward took 3.1 ms a layer
-             against 6.3 for torch's CPU flash attention, for 2.4 MB a layer kept.
-             Elsewhere (on AVX2 the batched matmuls measured 1.6x slower than flash at
-             128 tokens), and for longer sequences, torch's CPU flash attention and its
-             backward are called directly (nothing T x T kept).
+             q and k, the attention itself, and the backward writes the q, k (RoPE
+             undone) and v gradients straight into one [..., qkv] tensor - where
+             autograd would zero-fill a qkv-sized tensor per slice and add them up.
+             Three paths, chosen by shape and machine, never by a timing (resumed and
+             distributed runs rely on computing alike):
+               native  rows up to NATIVE_ATTENTION_T tokens on CPU in float32: one
+                       kernel each way (csrc/train_attention.h) over kept probabilities;
+                       at 4 x 128 tokens, SmolLM2's heads, 2.3 ms a layer forward and
+                       backward (AVX2 build: 2.7) against 6.5 for torch's flash attention.
+               short   the same kept probabilities as torch's batched matmuls, where the
+                       native kernels do not run and torch's CPU kernels use AVX-512
+                       (4.5 ms there); on AVX2 they measured 1.6x slower than flash.
+               flash   otherwise: torch's CPU flash attention and its backward, called
+                       directly (nothing T x T kept).
 
 The model uses them only when a gradient is wanted and autocast is off (see
 transformer.py); inference runs the plain ops. Weight gradients are computed too, so a
