@@ -225,9 +225,7 @@ def available() -> bool:
 def train_lib() -> ctypes.CDLL | None:
     """The training kernels (csrc/llmos_train.cpp), built on first use; None, with a logged
     warning, when they cannot be built or loaded here (training then runs torch's ops)."""
-    try:
-        import torch.nn  # noqa: F401  (torch's libgomp loaded first: the library shares it)
-
+    try:  # torch (imported above) has loaded its libgomp: the library binds to that one
         return load_train_library(build("llmos_train"))
     except Exception as e:  # no compiler or no OpenMP: callers run torch's ops
         log.warning("native training kernels unavailable (%s); using torch's ops", e)
