@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = ("llmos_native.cpp", "llmos_train.cpp", "gemv.h", "attention.h", "vmath.h",
-           "pool.h", "training.h", "train_attention.h")
+           "pool.h", "rows.h", "training.h", "train_attention.h")
 # -ffp-contract=off: no FMAs the source did not ask for, so RMSNorm / RoPE round like
 # torch's separate ops (the GEMV kernels use explicit FMAs where they are exact).
 # -std=c++20: pool.h's sleeping waits off Linux (std::atomic::wait); Linux uses futexes.

@@ -273,10 +273,7 @@ class Transformer(nn.Module):
         """hidden_states with every block's two residual adds fused into the norm that
         follows each (the next block's attention norm, or the final norm): the same sums
         and norms in half the passes, forward and backward."""
-        T = ids.shape[1]
-        self._check_len(T)
-        x = self._embed(ids, torch.arange(T, device=ids.device))  # (B, T, dim)
-        cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]  # (T, 1, D)
+        x, cos, sin = self._block_inputs(ids)
         last = len(self.layers) - 1
         y = self.layers[0].attn_norm(x)
         for i, layer in enumerate(self.layers):
@@ -289,12 +286,15 @@ class Transformer(nn.Module):
             x, y = add_rms_norm(x, layer.ffn(y), norm.weight, norm.eps)
         return y
 
-    def _blocks(self, ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def _block_inputs(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(embeddings [B, T, dim], cos, sin [T, 1, D]) of ids [B, T] from position 0."""
         T = ids.shape[1]
         self._check_len(T)
-        pos = torch.arange(T, device=ids.device)
-        x = self._embed(ids, pos)  # (B, T, dim)
-        cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]  # (T, 1, D)
+        x = self._embed(ids, torch.arange(T, device=ids.device))  # (B, T, dim)
+        return x, self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]
+
+    def _blocks(self, ids: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        x, cos, sin = self._block_inputs(ids)
         checkpointed = self.gradient_checkpointing and torch.is_grad_enabled()
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):

@@ -21,6 +21,7 @@
 #include "attention.h"
 #include "gemv.h"
 #include "pool.h"
+#include "rows.h"
 #include "vmath.h"
 
 extern "C" {
@@ -51,16 +52,10 @@ int llmos_abi_version() { return 3; }
 
 namespace {
 
-void rms_norm_row(const float* x, const float* w, int K, float eps, float* y) {
-  const float r = 1.f / std::sqrt(dot(x, x, K) / float(K) + eps);
-  for (int k = 0; k < K; ++k) y[k] = w[k] * (x[k] * r);
-}
-
 // Rotate one head vector in place (rotate_half layout): [x1, x2] * cos + [x2, x1] * sin.
 void rope(float* x, const float* cos, const float* sin, int D) {
-  const int h = D / 2;
   float t[512];  // head_dim <= 512 (checked in Python)
-  for (int i = 0; i < D; ++i) t[i] = x[i] * cos[i] + x[i < h ? i + h : i - h] * sin[i];
+  rope_row(x, cos, sin, D, t);
   std::memcpy(x, t, sizeof(float) * D);
 }
 

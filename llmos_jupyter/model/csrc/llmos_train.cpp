@@ -1,6 +1,6 @@
-// LLMOS's training kernels (model/training_ops.py):
-//   - the elementwise work of RMSNorm and SwiGLU, forward and backward, one pass over each
-//     row (training.h). Torch runs each of these as 4-6 separate elementwise kernels,
+// LLMOS's training kernels (model/training_ops.py, engine/loss.py):
+//   - the elementwise work of RMSNorm (alone or after a residual add), SwiGLU and the
+//     loss's online softmax, forward and backward, one pass over each row (training.h). Torch runs each of these as 4-6 separate elementwise kernels,
 //     every one a trip through memory for tensors of 1-3 MB a layer, bigger than a core's
 //     L2: at SmolLM2's shapes that was ~0.1 s of a 1.4 s LoRA step on two cores. Here a
 //     row is read once and its outputs written once.
@@ -51,7 +51,7 @@ extern "C" {
 int llmos_train_abi_version() { return 2; }
 
 // The probabilities' rows are padded to a multiple of this many columns.
-int llmos_attention_cols() { return 16; }
+int llmos_attention_cols() { return attn::COLS; }
 
 // RMSNorm of x [M, K] for training: y [M, K] and the rows' 1/rms in rstd [M].
 void llmos_rms_norm_train(const float* x, const float* w, int M, int K, float eps, float* y,

@@ -13,7 +13,7 @@
 // v heads); y [B, T, Hq D]; cos / sin [T, D] (rope.rope_tables: sin's first half
 // negated). Kept between forward and backward: qr [B, Hkv, G T, D] (RoPE'd q, the G = Hq /
 // Hkv query heads of a kv head stacked), kr [B, Hkv, T, D] (RoPE'd k), p [B, Hkv, G T, TP]
-// (probabilities; zero past each row's position), TP = T rounded up to 16.
+// (probabilities; zero past each row's position), TP = T rounded up to COLS.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -59,6 +59,9 @@ inline void pin(vf& v) { asm("" : "+x"(v)); }
 
 inline int round_up(int n, int m) { return (n + m - 1) / m * m; }
 
+// The probabilities' rows and the score products' columns come in multiples of this.
+constexpr int COLS = 16;
+
 // C[m, 0:W LANES] (+)= sum over k in [k0, k1) of A[m ars + k acs] B[k brs + 0:W LANES],
 // m < R.
 template <int R, int W>
@@ -100,7 +103,7 @@ inline void tile_any(int rows, int width, const float* A, ptrdiff_t ars, ptrdiff
 
 // C [M, cols] (+)= A [M, K] B [K, cols] (strides in floats; B's and C's columns
 // contiguous), by blocks of MR rows: rows [m0, m1) sum over k in krange(m0, m1) and fill
-// columns [0, ncols(m1)) (a multiple of 16) - the causal mask's shape, whose skipped
+// columns [0, ncols(m1)) (a multiple of COLS) - the causal mask's shape, whose skipped
 // terms are zero.
 template <class KRange, class NCols>
 inline void gemm(int M, const float* A, ptrdiff_t ars, ptrdiff_t acs, const float* B,
@@ -113,15 +116,6 @@ inline void gemm(int M, const float* A, ptrdiff_t ars, ptrdiff_t acs, const floa
       tile_any(rows, std::min(NV, (n - n0) / LANES), A + m0 * ars, ars, acs, B + n0, brs, k0, k1,
                C + m0 * crs + n0, crs, acc);
   }
-}
-
-// out = x rotated by RoPE (x cos + swap_halves(x) sin), or with transpose by its
-// transpose (the backward).
-inline void rope_row(const float* x, const float* cos, const float* sin, int D, float* out,
-                     bool transpose) {
-  const int h = D / 2;
-  for (int i = 0; i < h; ++i) out[i] = x[i] * cos[i] + x[i + h] * sin[transpose ? i + h : i];
-  for (int i = h; i < D; ++i) out[i] = x[i] * cos[i] + x[i - h] * sin[transpose ? i - h : i];
 }
 
 // p[0..n) = softmax(scale * p[0..n)); p[n..TP) = 0.
@@ -137,7 +131,7 @@ struct Shape {
   int B, T, Hq, Hkv, D;
   float scale;
   int G() const { return Hq / Hkv; }
-  int TP() const { return round_up(T, 16); }
+  int TP() const { return round_up(T, COLS); }
   ptrdiff_t L() const { return ptrdiff_t(Hq + 2 * Hkv) * D; }  // a qkv row
   ptrdiff_t Y() const { return ptrdiff_t(Hq) * D; }             // a y row
 };
@@ -154,7 +148,7 @@ struct Cols {  // all `n` columns
   int operator()(int) const { return n; }
 };
 // Score columns up to the block's last position.
-inline int causal_cols(int m1) { return round_up(m1, 16); }
+inline int causal_cols(int m1) { return round_up(m1, COLS); }
 
 // Forward of one (sequence b, kv head c): RoPE, probabilities, the G heads' outputs.
 // kT: D x TP floats of scratch.

@@ -1,11 +1,13 @@
-// Row kernels of the training pass (llmos_train.cpp): RMSNorm and SwiGLU, forward and
-// backward, and the online softmax of the fused cross-entropy, each one pass over a row. A row's arithmetic never depends on which thread
-// runs it, so results do not depend on the thread count.
+// Row kernels of the training pass (llmos_train.cpp): RMSNorm (alone or after a residual
+// add) and SwiGLU, forward and backward, and the online softmax of the fused
+// cross-entropy, each one pass over a row. A row's arithmetic never depends on which
+// thread runs it, so results do not depend on the thread count.
 #pragma once
 #include <cmath>
 #include <cstddef>
 
 #include "attention.h"
+#include "rows.h"
 #include "vmath.h"
 
 namespace training {
@@ -29,13 +31,8 @@ inline __m256 sigmoid8(__m256 g) {
 // y = x r w with r = 1 / sqrt(mean(x^2) + eps), r kept in rstd (one float per row).
 inline void rms_norm_rows(const float* x, const float* w, int m0, int m1, int K, float eps,
                           float* y, float* rstd) {
-  for (int m = m0; m < m1; ++m) {
-    const float* xr = x + size_t(m) * K;
-    float* yr = y + size_t(m) * K;
-    const float r = 1.f / std::sqrt(dot(xr, xr, K) / float(K) + eps);
-    rstd[m] = r;
-    for (int k = 0; k < K; ++k) yr[k] = (xr[k] * r) * w[k];
-  }
+  for (int m = m0; m < m1; ++m)
+    rstd[m] = rms_norm_row(x + size_t(m) * K, w, K, eps, y + size_t(m) * K);
 }
 
 // h = x + a (the residual stream), then y and rstd of h as rms_norm_rows gives them.
